@@ -1,0 +1,12 @@
+"""lifexport: LIF-refrac spiking neurons that compile, export to ONNX and validate.
+
+Layers, each importing only those above it in this list: :mod:`lifexport.functional`
+(pure torch steps), modules, export, validate.
+"""
+
+from lifexport import functional
+from lifexport.errors import ExportError, LifexportError, ValidationError
+
+__version__ = "0.1.0"
+
+__all__ = ["ExportError", "LifexportError", "ValidationError", "functional", "__version__"]

@@ -1,0 +1,40 @@
+"""Pure torch neuron steps: LIF, LIF-refrac and surrogate spike thresholds.
+
+The names, NamedTuple fields and defaults are those of ``norse.torch.functional``.
+"""
+
+from lifexport.functional.lif import (
+    LIFFeedForwardState,
+    LIFParameters,
+    LIFState,
+    lif_feed_forward_step,
+    lif_step,
+)
+from lifexport.functional.lif_refrac import (
+    LIFRefracFeedForwardState,
+    LIFRefracParameters,
+    LIFRefracState,
+    compute_refractory_update,
+    lif_refrac_feed_forward_step,
+    lif_refrac_step,
+)
+from lifexport.functional.threshold import METHODS, SURROGATES, heaviside, sign, threshold
+
+__all__ = [
+    "METHODS",
+    "SURROGATES",
+    "LIFParameters",
+    "LIFState",
+    "LIFFeedForwardState",
+    "LIFRefracParameters",
+    "LIFRefracState",
+    "LIFRefracFeedForwardState",
+    "compute_refractory_update",
+    "heaviside",
+    "lif_feed_forward_step",
+    "lif_refrac_feed_forward_step",
+    "lif_refrac_step",
+    "lif_step",
+    "sign",
+    "threshold",
+]
