@@ -24,7 +24,7 @@ from lifexport.functional import (
 
 
 def _simulate(steps: int, neurons: int, compile: bool, dt: float = 0.001):
-    """Drive ``neurons`` LIF-refrac neurons with noisy input currents from 0 to 0.6 for ``steps``."""
+    """Drive LIF-refrac neurons with noisy input currents from 0 to 0.6, one level each."""
     p = LIFRefracParameters(LIFParameters(), rho_reset=5.0)
     step = lif_refrac_feed_forward_step
     if compile:
@@ -59,12 +59,18 @@ def demo(args: argparse.Namespace) -> int:
     dt = 0.001
     current, spikes, refractory, elapsed = _simulate(args.steps, args.neurons, args.compile, dt)
     rates = spikes.mean(0) / dt  # (N,) in Hz
-    print(f"lifexport {__version__}: {args.neurons} LIF-refrac neurons, {args.steps} steps of "
-          f"{dt * 1e3:g} ms ({'compiled' if args.compile else 'eager'}, {elapsed:.2f} s)")
-    print(f"spikes: {int(spikes.sum())} in all, mean rate {rates.mean():.1f} Hz, "
-          f"{100 * spikes.any(0).float().mean():.0f}% of neurons spiked")
-    print(f"refractory: {100 * refractory.float().mean():.1f}% of neuron-steps; shortest "
-          f"inter-spike interval {_min_interval(spikes)} steps (rho_reset 5 + 1 allows 6)")
+    print(
+        f"lifexport {__version__}: {args.neurons} LIF-refrac neurons, {args.steps} steps of "
+        f"{dt * 1e3:g} ms ({'compiled' if args.compile else 'eager'}, {elapsed:.2f} s)"
+    )
+    print(
+        f"spikes: {int(spikes.sum())} in all, mean rate {rates.mean():.1f} Hz, "
+        f"{100 * spikes.any(0).float().mean():.0f}% of neurons spiked"
+    )
+    print(
+        f"refractory: {100 * refractory.float().mean():.1f}% of neuron-steps; shortest "
+        f"inter-spike interval {_min_interval(spikes)} steps (rho_reset 5 + 1 allows 6)"
+    )
     print("rate by input current (f-I curve):")
     for chunk_current, chunk_rate in zip(current.chunk(6), rates.chunk(6)):
         lo, hi = chunk_current[0].item(), chunk_current[-1].item()
@@ -86,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lifexport {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = commands.add_parser("demo", help="simulate a layer of LIF-refrac neurons, print spike statistics")
+    p = commands.add_parser(
+        "demo", help="simulate a layer of LIF-refrac neurons, print spike statistics"
+    )
     p.add_argument("--steps", type=_positive_int, default=1000, help="time steps (default 1000)")
     p.add_argument("--neurons", type=_positive_int, default=600, help="neurons (default 600)")
     p.add_argument("--compile", action="store_true", help="run the step under torch.compile")

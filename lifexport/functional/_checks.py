@@ -39,21 +39,46 @@ def check_dt(dt: object) -> None:
         raise ValueError(f"dt must be a positive, finite number of seconds, got {dt}")
 
 
-def check_state(name: str, t: object, shape: torch.Size, like: Tensor) -> None:
-    """A state tensor must be a tensor of exactly ``shape`` (no broadcasting) on ``like``'s device."""
+def check_state(state: object, classes: tuple[type, ...], shape: torch.Size, like: Tensor) -> None:
+    """``state`` must have the fields of ``classes[0]`` (its ``lif`` field those of
+    ``classes[1]``, if given), each a tensor of exactly ``shape`` (no broadcasting) with
+    ``like``'s dtype and device."""
+    cls, *nested = classes
+    if getattr(state, "_fields", None) != cls._fields:
+        raise TypeError(f"state must be a {cls.__name__}, got {type(state).__name__}")
+    for field, t in zip(cls._fields, state):
+        if nested and field == "lif":
+            if getattr(t, "_fields", None) != nested[0]._fields:
+                raise TypeError(f"state.lif must be a {nested[0].__name__}, got {type(t).__name__}")
+            for sub_field, sub_t in zip(t._fields, t):
+                check_tensor(f"state.lif.{sub_field}", sub_t, shape, like)
+        else:
+            check_tensor(f"state.{field}", t, shape, like)
+
+
+def check_tensor(name: str, t: object, shape: torch.Size, like: Tensor) -> None:
+    """A tensor of exactly ``shape`` with ``like``'s dtype and device."""
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.shape != shape:
         raise ValueError(
             f"{name} must have shape {tuple(shape)} to match the input, got {tuple(t.shape)}; "
-            "pass state=None to start from rest, or a state from a step of the same shape"
+            "start from a state of the input's shape (e.g. zeros) or one returned by a step"
         )
+    check_like(name, t, like)
+
+
+def check_like(name: str, t: Tensor, like: Tensor) -> None:
+    """``t`` must have ``like``'s dtype and device: nothing is promoted or moved silently."""
+    if t.dtype != like.dtype:
+        raise TypeError(f"{name} has dtype {t.dtype} but the input has {like.dtype}; convert one")
     if t.device != like.device:
         raise ValueError(f"{name} is on {t.device} but the input is on {like.device}")
 
 
-def check_parameters(p: NamedTuple, shape: torch.Size, prefix: str = "p") -> None:
-    """Neuron parameters: known method, one-number alpha, tensors that broadcast to ``shape``.
+def check_parameters(p: NamedTuple, shape: torch.Size, like: Tensor, prefix: str = "p") -> None:
+    """Neuron parameters: known method, one-number alpha, tensors that broadcast to ``shape``
+    with ``like``'s dtype and device.
 
     A per-neuron parameter may broadcast *to* the neuron shape (e.g. ``(N,)`` against
     ``(B, N)``) but never enlarge it.
@@ -61,12 +86,13 @@ def check_parameters(p: NamedTuple, shape: torch.Size, prefix: str = "p") -> Non
     for field, value in zip(p._fields, p):
         name = f"{prefix}.{field}"
         if field == "method":
-            check_method(value)
+            check_method(value, name)
         elif field == "alpha":
-            surrogate_alpha(value)
+            surrogate_alpha(value, name)
         elif hasattr(value, "_fields"):
-            check_parameters(value, shape, name)
+            check_parameters(value, shape, like, name)
         elif isinstance(value, Tensor):
+            check_like(name, value, like)
             try:
                 broadcast = torch.broadcast_shapes(value.shape, shape)
             except RuntimeError:

@@ -28,7 +28,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from lifexport.functional._checks import check_dt, check_input, check_parameters, check_state
+from lifexport.functional._checks import (
+    check_dt,
+    check_input,
+    check_like,
+    check_parameters,
+    check_state,
+)
 from lifexport.functional.threshold import threshold
 
 __all__ = [
@@ -135,10 +141,15 @@ def check_recurrent_args(
     """Check a recurrent step's input, weights and ``dt``; return the state shape."""
     check_input("input_tensor", input_tensor)
     check_dt(dt)
-    for name, w in (("input_weights", input_weights), ("recurrent_weights", recurrent_weights)):
-        if not isinstance(w, Tensor) or w.dim() != 2:
-            got = tuple(w.shape) if isinstance(w, Tensor) else type(w).__name__
-            raise ValueError(f"{name} must be a 2-D tensor (hidden, features), got {got}")
+    for name, w, axes in (
+        ("input_weights", input_weights, "(hidden, features)"),
+        ("recurrent_weights", recurrent_weights, "(hidden, hidden)"),
+    ):
+        if not isinstance(w, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor {axes}, got {type(w).__name__}")
+        if w.dim() != 2:
+            raise ValueError(f"{name} must be a 2-D tensor {axes}, got shape {tuple(w.shape)}")
+        check_like(name, w, input_tensor)
     hidden, features = input_weights.shape
     if features != input_tensor.shape[-1]:
         raise ValueError(
@@ -185,9 +196,8 @@ def lif_step(
         tensor([[2.4000, 2.4000]])
     """
     shape = check_recurrent_args(input_tensor, input_weights, recurrent_weights, dt)
-    for field, t in zip(state._fields, state):
-        check_state(f"state.{field}", t, shape, input_tensor)
-    check_parameters(p, shape)
+    check_state(state, (LIFState,), shape, input_tensor)
+    check_parameters(p, shape, input_tensor)
     return _lif_step(input_tensor, state, input_weights, recurrent_weights, p, dt)
 
 
@@ -220,7 +230,6 @@ def lif_feed_forward_step(
     """
     check_input("input_tensor", input_tensor)
     check_dt(dt)
-    for field, t in zip(state._fields, state):
-        check_state(f"state.{field}", t, input_tensor.shape, input_tensor)
-    check_parameters(p, input_tensor.shape)
+    check_state(state, (LIFFeedForwardState,), input_tensor.shape, input_tensor)
+    check_parameters(p, input_tensor.shape, input_tensor)
     return _lif_feed_forward_step(input_tensor, state, p, dt)

@@ -20,7 +20,7 @@ the voltage reset while the feed-forward step does not.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -73,7 +73,7 @@ class LIFRefracFeedForwardState(NamedTuple):
 
 
 def compute_refractory_update(
-    state: Union[LIFRefracState, LIFRefracFeedForwardState],
+    state: LIFRefracState | LIFRefracFeedForwardState,
     z_new: Tensor,
     v_new: Tensor,
     p: LIFRefracParameters = LIFRefracParameters(),
@@ -138,10 +138,8 @@ def lif_refrac_step(
         (tensor([[1., 1.]]), tensor([[5., 5.]]))
     """
     shape = check_recurrent_args(input_tensor, input_weights, recurrent_weights, dt)
-    for field, t in zip(state.lif._fields, state.lif):
-        check_state(f"state.lif.{field}", t, shape, input_tensor)
-    check_state("state.rho", state.rho, shape, input_tensor)
-    check_parameters(p, shape)
+    check_state(state, (LIFRefracState, LIFState), shape, input_tensor)
+    check_parameters(p, shape, input_tensor)
     z_new, s_new = _lif_step(input_tensor, state.lif, input_weights, recurrent_weights, p.lif, dt)
     v_new, z_new, rho_new = compute_refractory_update(state, z_new, s_new.v, p)
     return z_new, LIFRefracState(LIFState(z_new, v_new, s_new.i), rho_new)
@@ -177,10 +175,10 @@ def lif_refrac_feed_forward_step(
     """
     check_input("input_tensor", input_tensor)
     check_dt(dt)
-    for field, t in zip(state.lif._fields, state.lif):
-        check_state(f"state.lif.{field}", t, input_tensor.shape, input_tensor)
-    check_state("state.rho", state.rho, input_tensor.shape, input_tensor)
-    check_parameters(p, input_tensor.shape)
+    check_state(
+        state, (LIFRefracFeedForwardState, LIFFeedForwardState), input_tensor.shape, input_tensor
+    )
+    check_parameters(p, input_tensor.shape, input_tensor)
     z_new, s_new = _lif_feed_forward_step(input_tensor, state.lif, p.lif, dt)
     v_new, z_new, rho_new = compute_refractory_update(state, z_new, s_new.v, p)
     return z_new, LIFRefracFeedForwardState(LIFFeedForwardState(v_new, s_new.i), rho_new)

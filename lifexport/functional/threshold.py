@@ -10,7 +10,7 @@ method         surrogate derivative :math:`\partial z / \partial x`           to
 ``super``      :math:`1 / (\alpha |x| + 1)^2` (SuperSpike)                    ``super_spike``
 ``triangle``   :math:`\alpha \max(0, 1 - |x|)`                                ``triangle_spike``
 ``tanh``       :math:`1 - \tanh^2(\alpha x)`                                  ``tanh_spike``
-``circ``       :math:`\alpha^2 / (\alpha^2 + x^2)^{3/2}`                      ``circ_spike``
+``circ``       :math:`\alpha^3 / (\alpha^2 + x^2)^{3/2}`                      ``circ_spike``
 ``heavi_erfc`` :math:`2 e^{-(\alpha x)^2} / \sqrt{\pi}`                        ``heavi_erfc_spike``
 ``heaviside``  none (the step is not differentiable)                          (plain torch)
 =============  =============================================================  ===============
@@ -33,8 +33,8 @@ module follows the fixed formula of the paper and of Norse's main branch.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -67,8 +67,11 @@ def _tanh_grad(g: Tensor, x: Tensor, alpha: float) -> Tensor:
 
 
 def _circ_grad(g: Tensor, x: Tensor, alpha: float) -> Tensor:
+    # Norse's expression (equal to alpha^3 / r^1.5), kept for its bits; it gives inf/inf where
+    # r overflows and may cancel to a tiny negative, hence the where and the clamp.
     r2 = alpha**2 + x.pow(2)
-    return g * (-(x.pow(2) / (2.0 * r2.pow(1.5))) + 1.0 / (2.0 * r2.sqrt())) * 2.0 * alpha
+    dz = (-(x.pow(2) / (2.0 * r2.pow(1.5))) + 1.0 / (2.0 * r2.sqrt())) * 2.0 * alpha
+    return g * torch.where(torch.isinf(r2), 0.0, dz).clamp_min(0.0)
 
 
 def _heavi_erfc_grad(g: Tensor, x: Tensor, alpha: float) -> Tensor:
@@ -169,15 +172,13 @@ METHODS: tuple[str, ...] = ("heaviside", *SURROGATES)
 """Every valid ``method``: ``heaviside`` (no gradient) and the surrogates."""
 
 
-def check_method(method: str) -> None:
+def check_method(method: str, name: str = "method") -> None:
     """Raise ``ValueError`` listing the valid names unless ``method`` is one of them."""
     if method not in METHODS:
-        raise ValueError(
-            f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}"
-        )
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
 
 
-def surrogate_alpha(alpha: float | Tensor) -> float:
+def surrogate_alpha(alpha: float | Tensor, name: str = "alpha") -> float:
     """``alpha`` as the Python float the spike ops take as an attribute.
 
     Raises:
@@ -188,14 +189,14 @@ def surrogate_alpha(alpha: float | Tensor) -> float:
     if isinstance(alpha, Tensor):
         if alpha.numel() != 1:
             raise ValueError(
-                "alpha must be a number or a one-element tensor (one surrogate width per "
+                f"{name} must be a number or a one-element tensor (one surrogate width per "
                 f"layer); got a tensor of shape {tuple(alpha.shape)}"
             )
         alpha = alpha.item()
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha must be a real number, got {type(alpha).__name__}")
+        raise TypeError(f"{name} must be a real number, got {type(alpha).__name__}")
     if not math.isfinite(alpha):
-        raise ValueError(f"alpha must be finite, got {alpha}")
+        raise ValueError(f"{name} must be finite, got {alpha}")
     return float(alpha)
 
 
@@ -222,9 +223,10 @@ def threshold(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:
         (tensor([0., 1.], grad_fn=<...>), tensor([0.4444, 0.4444]))
     """
     check_method(method)
+    alpha = surrogate_alpha(alpha)
     if method == "heaviside":
         return heaviside(x)
-    return SURROGATES[method].spike(x, surrogate_alpha(alpha))
+    return SURROGATES[method].spike(x, alpha)
 
 
 def sign(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:

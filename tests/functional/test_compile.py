@@ -51,7 +51,9 @@ def compiled(fn):
 
 def grads(spikes, state, leaves):
     gen = torch.Generator().manual_seed(1)
-    loss = sum((t * torch.rand(t.shape, generator=gen)).sum() for t in [spikes, *tree_leaves(state)])
+    loss = sum(
+        (t * torch.rand(t.shape, generator=gen)).sum() for t in [spikes, *tree_leaves(state)]
+    )
     return torch.autograd.grad(loss, leaves)
 
 
@@ -133,9 +135,7 @@ def test_spike_ops_fuse_into_inductor_kernels(fn, shapes):
         inputs[3].zero_()  # rho = 0: not refractory, so spikes carry gradient
     x = inputs[0].requires_grad_()
 
-    (grad,), codes = run_and_get_code(
-        lambda: torch.autograd.grad(compiled(fn)(*inputs).sum(), x)
-    )
+    (grad,), codes = run_and_get_code(lambda: torch.autograd.grad(compiled(fn)(*inputs).sum(), x))
     (expected,) = torch.autograd.grad(fn(*inputs).sum(), x)
     assert expected.abs().sum() > 0
     torch.testing.assert_close(grad, expected)

@@ -16,12 +16,12 @@ compares with Norse's formula using the exact constant (the autouse fixture belo
 
 from __future__ import annotations
 
+import math
+
 import norse.torch.functional.lif as norse_lif
 import norse.torch.functional.lif_refrac as norse_refrac
 import norse.torch.functional.superspike as norse_superspike
 import norse.torch.functional.threshold as norse_threshold
-import math
-
 import pytest
 import torch
 from torch.utils._pytree import tree_leaves
@@ -185,7 +185,9 @@ def refrac_ff_case(method, alpha, neurons, dtype, nonzero, per_neuron, seed):
         assert_grads_close(ours, theirs, leaves, dtype, seed)
 
 
-def refrac_rec_case(method, alpha, dtype, nonzero, per_neuron, seed, batch=4, features=6, hidden=10):
+def refrac_rec_case(
+    method, alpha, dtype, nonzero, per_neuron, seed, batch=4, features=6, hidden=10
+):
     gen = torch.Generator().manual_seed(seed)
     neurons = (batch, hidden)
     lif, rho_reset = make_params(method, alpha, neurons, dtype, per_neuron, gen)
@@ -304,7 +306,9 @@ def test_lif_steps_match_norse(method, dtype):
 
     ours = run(lx.lif_feed_forward_step, 6 * xs, lx.LIFFeedForwardState(s0["v"], s0["i"]), p=ours_p)
     theirs = run(
-        norse_lif.lif_feed_forward_step, 6 * xs, norse_lif.LIFFeedForwardState(s0["v"], s0["i"]),
+        norse_lif.lif_feed_forward_step,
+        6 * xs,
+        norse_lif.LIFFeedForwardState(s0["v"], s0["i"]),
         p=norse_p,
     )
     assert_same_trajectory(ours, theirs)
@@ -327,8 +331,9 @@ def test_gradient_details_follow_norse():
     x = zero.clone().requires_grad_()
 
     # feed-forward: v_new = (1 - z) v_dec + z v_reset, z = H(v_dec - v_th) with surrogate
-    _, s = lx.lif_refrac_feed_forward_step(x, lx.LIFRefracFeedForwardState(
-        lx.LIFFeedForwardState(v0, zero), zero), p)
+    _, s = lx.lif_refrac_feed_forward_step(
+        x, lx.LIFRefracFeedForwardState(lx.LIFFeedForwardState(v0, zero), zero), p
+    )
     (g_ff,) = torch.autograd.grad(s.lif.v.sum(), x)
     v_dec = 1.5 + 0.1 * (0.0 - 1.5)  # 1.35; dv_dec/dx = dt*tau_mem_inv = 0.1
     dz = 1 / (abs(v_dec - 1.0) + 1) ** 2 * 0.1
@@ -337,15 +342,19 @@ def test_gradient_details_follow_norse():
 
     # recurrent: z detached in the reset, so dv_new/dx = (1 - z) * 0.1 = 0
     _, s = lx.lif_refrac_step(
-        x.unsqueeze(0), lx.LIFRefracState(lx.LIFState(zero[None], v0[None], zero[None]),
-                                          zero[None]),
-        torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, 1, dtype=torch.float64), p)
+        x.unsqueeze(0),
+        lx.LIFRefracState(lx.LIFState(zero[None], v0[None], zero[None]), zero[None]),
+        torch.ones(1, 1, dtype=torch.float64),
+        torch.zeros(1, 1, dtype=torch.float64),
+        p,
+    )
     (g_rec,) = torch.autograd.grad(s.lif.v.sum(), x)
     torch.testing.assert_close(g_rec, torch.zeros(1, dtype=torch.float64))
 
     # refractory mask: d rho_new / d rho at rho = 2.5 (no spike): relu'(1.5) * (1 - H'(2.5))
     rho = torch.tensor([2.5], dtype=torch.float64, requires_grad=True)
-    _, s = lx.lif_refrac_feed_forward_step(zero, lx.LIFRefracFeedForwardState(
-        lx.LIFFeedForwardState(zero, zero), rho), p)
+    _, s = lx.lif_refrac_feed_forward_step(
+        zero, lx.LIFRefracFeedForwardState(lx.LIFFeedForwardState(zero, zero), rho), p
+    )
     (g_rho,) = torch.autograd.grad(s.rho.sum(), rho)
     torch.testing.assert_close(g_rho, torch.tensor([1 - 1 / (2.5 + 1) ** 2], dtype=torch.float64))
