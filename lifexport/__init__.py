@@ -6,7 +6,27 @@ Layers, each importing only those above it in this list: :mod:`lifexport.functio
 
 from lifexport import functional
 from lifexport.errors import ExportError, LifexportError, ValidationError
+from lifexport.modules import (
+    LIFRefrac,
+    LIFRefracCell,
+    LIFRefracRecurrent,
+    LIFRefracRecurrentCell,
+    SequentialState,
+    TimeLoop,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["ExportError", "LifexportError", "ValidationError", "functional", "__version__"]
+__all__ = [
+    "ExportError",
+    "LIFRefrac",
+    "LIFRefracCell",
+    "LIFRefracRecurrent",
+    "LIFRefracRecurrentCell",
+    "LifexportError",
+    "SequentialState",
+    "TimeLoop",
+    "ValidationError",
+    "__version__",
+    "functional",
+]

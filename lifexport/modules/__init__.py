@@ -1,0 +1,20 @@
+"""Thin, traceable modules over :mod:`lifexport.functional`: cells, sequence layers, stacks."""
+
+from lifexport.modules._neuron import NeuronModule
+from lifexport.modules.lif_refrac import (
+    LIFRefrac,
+    LIFRefracCell,
+    LIFRefracRecurrent,
+    LIFRefracRecurrentCell,
+)
+from lifexport.modules.sequential import SequentialState, TimeLoop
+
+__all__ = [
+    "LIFRefrac",
+    "LIFRefracCell",
+    "LIFRefracRecurrent",
+    "LIFRefracRecurrentCell",
+    "NeuronModule",
+    "SequentialState",
+    "TimeLoop",
+]

@@ -1,0 +1,147 @@
+"""A stateful stack of layers, and a time loop around any step module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lifexport.modules._neuron import NeuronModule, rest
+from lifexport.modules._time import time_loop
+
+__all__ = ["SequentialState", "TimeLoop"]
+
+#: Stateless torch layers a stack may hold: they act on each time step alike.
+STATELESS_LAYERS = (
+    torch.nn.Linear,
+    torch.nn.Conv1d,
+    torch.nn.Conv2d,
+    torch.nn.Flatten,
+    torch.nn.MaxPool1d,
+    torch.nn.MaxPool2d,
+    torch.nn.AvgPool1d,
+    torch.nn.AvgPool2d,
+    torch.nn.Dropout,
+    torch.nn.Identity,
+    torch.nn.ReLU,
+)
+
+
+class SequentialState(torch.nn.Sequential):
+    """Layers applied in order, each neuron layer's state threaded through.
+
+    The stack holds torch layers (:data:`STATELESS_LAYERS`) and lifexport neuron layers,
+    either all cells (the stack computes one step, ``(B, ...)`` in) or all sequence layers
+    (the stack takes ``(T, B, ...)``: torch layers see the ``T * B`` samples as one batch,
+    each sequence layer runs its own time loop). ``forward(x, state=None) -> (y, state)``
+    where ``state`` holds one entry per layer, ``None`` for stateless layers.
+
+    Examples:
+        >>> from lifexport.modules import LIFRefracCell
+        >>> net = SequentialState(torch.nn.Linear(4, 3), LIFRefracCell())
+        >>> y, state = net(torch.ones(2, 4))
+        >>> y.shape, state[0], type(state[1]).__name__
+        (torch.Size([2, 3]), None, 'LIFRefracFeedForwardState')
+    """
+
+    def __init__(self, *layers: torch.nn.Module) -> None:
+        super().__init__(*layers)
+        neurons = [m for m in layers if isinstance(m, NeuronModule)]
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, (NeuronModule, *STATELESS_LAYERS)):
+                raise ValueError(
+                    f"layer {index} ({type(layer).__name__}) is not supported in a "
+                    f"SequentialState; use lifexport layers and "
+                    f"{', '.join(t.__name__ for t in STATELESS_LAYERS)}"
+                )
+        kinds = {m.is_sequence for m in neurons}
+        if len(kinds) > 1:
+            raise ValueError(
+                "a SequentialState holds either cells (one step) or sequence layers "
+                f"(time-major), not both: got {[type(m).__name__ for m in neurons]}"
+            )
+        self.is_sequence = kinds == {True}
+
+    def _state_list(self, state: Any) -> list:
+        if state is None:
+            return [None] * len(self)
+        if not isinstance(state, (tuple, list)) or len(state) != len(self):
+            got = f"{len(state)} entries" if isinstance(state, (tuple, list)) else type(state)
+            raise ValueError(
+                f"state must be a tuple with one entry per layer ({len(self)}), got {got}"
+            )
+        return list(state)
+
+    def initial_state(self, x: Tensor) -> tuple:
+        """Every neuron layer at rest, for one step's input ``x`` of shape ``(B, ...)``.
+
+        Only the shapes of the intermediate values are used, so compiled code drops the
+        torch layers' arithmetic here.
+        """
+        states = []
+        h = x
+        for layer in self:
+            if isinstance(layer, NeuronModule):
+                states.append(layer.initial_state(h))
+                h = rest(h, layer.output_shape(h.shape))
+            else:
+                states.append(None)
+                h = layer(h)
+        return tuple(states)
+
+    def step(self, x: Tensor, state: Any) -> tuple[Tensor, tuple]:
+        """One time step of the whole stack (neuron layers use their single-step form)."""
+        states = self._state_list(state)
+        for index, layer in enumerate(self):
+            if isinstance(layer, NeuronModule):
+                s = states[index]
+                x, states[index] = layer.step(x, layer.initial_state(x) if s is None else s)
+            else:
+                x = layer(x)
+        return x, tuple(states)
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
+        if not self.is_sequence:
+            return self.step(x, state)
+        if not isinstance(x, Tensor) or x.dim() < 2:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"input must have shape (time, batch, ...), got {got}")
+        states = self._state_list(state)
+        for index, layer in enumerate(self):
+            if isinstance(layer, NeuronModule):
+                x, states[index] = layer(x, states[index])
+            else:
+                y = layer(x.flatten(0, 1))  # (T * B, ...)
+                x = y.unflatten(0, x.shape[:2])  # (T, B, ...)
+        return x, tuple(states)
+
+
+class TimeLoop(torch.nn.Module):
+    """Runs a step module (a cell or a stack of cells) over a time-major sequence.
+
+    ``forward(xs, state=None) -> (ys, state)`` with ``xs`` of shape ``(T, B, ...)``; under
+    ``torch.compile`` and ``torch.export`` the loop is one ``scan``.
+
+    Examples:
+        >>> from lifexport.modules import LIFRefracCell
+        >>> ys, state = TimeLoop(LIFRefracCell())(torch.full((8, 1, 2), 20.0))
+        >>> ys[:, 0, 0]
+        tensor([1., 0., 0., 0., 0., 0., 1., 0.])
+    """
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        if not (hasattr(module, "step") and hasattr(module, "initial_state")):
+            raise ValueError(
+                f"TimeLoop needs a module with step() and initial_state(), such as a lifexport "
+                f"cell or SequentialState; got {type(module).__name__}"
+            )
+        self.module = module
+
+    def forward(self, xs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        if not isinstance(xs, Tensor) or xs.dim() < 2:
+            got = tuple(xs.shape) if isinstance(xs, Tensor) else type(xs).__name__
+            raise ValueError(f"input must have shape (time, batch, ...), got {got}")
+        state = self.module.initial_state(xs[0]) if state is None else state
+        return time_loop(self.module.step, xs, state)
