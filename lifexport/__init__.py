@@ -13,6 +13,7 @@ from lifexport.modules import (
     LIFRefracRecurrentCell,
     SequentialState,
     TimeLoop,
+    compile,
 )
 
 __version__ = "0.1.0"
@@ -28,5 +29,6 @@ __all__ = [
     "TimeLoop",
     "ValidationError",
     "__version__",
+    "compile",
     "functional",
 ]

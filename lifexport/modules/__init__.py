@@ -1,5 +1,6 @@
 """Thin, traceable modules over :mod:`lifexport.functional`: cells, sequence layers, stacks."""
 
+from lifexport.modules._compile import compile
 from lifexport.modules._neuron import NeuronModule
 from lifexport.modules.lif_refrac import (
     LIFRefrac,
@@ -17,4 +18,5 @@ __all__ = [
     "NeuronModule",
     "SequentialState",
     "TimeLoop",
+    "compile",
 ]

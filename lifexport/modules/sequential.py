@@ -130,6 +130,8 @@ class TimeLoop(torch.nn.Module):
         tensor([1., 0., 0., 0., 0., 0., 1., 0.])
     """
 
+    is_sequence = True
+
     def __init__(self, module: torch.nn.Module) -> None:
         super().__init__()
         if not (hasattr(module, "step") and hasattr(module, "initial_state")):
