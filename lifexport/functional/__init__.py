@@ -3,6 +3,12 @@
 The names, NamedTuple fields and defaults are those of ``norse.torch.functional``.
 """
 
+from lifexport.functional.leaky_integrator import (
+    LIParameters,
+    LIState,
+    li_feed_forward_step,
+    li_step,
+)
 from lifexport.functional.lif import (
     LIFFeedForwardState,
     LIFParameters,
@@ -23,6 +29,8 @@ from lifexport.functional.threshold import METHODS, SURROGATES, heaviside, sign,
 __all__ = [
     "METHODS",
     "SURROGATES",
+    "LIParameters",
+    "LIState",
     "LIFParameters",
     "LIFState",
     "LIFFeedForwardState",
@@ -34,6 +42,8 @@ __all__ = [
     "lif_feed_forward_step",
     "lif_refrac_feed_forward_step",
     "lif_refrac_step",
+    "li_feed_forward_step",
+    "li_step",
     "lif_step",
     "sign",
     "threshold",
