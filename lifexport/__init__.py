@@ -7,6 +7,8 @@ Layers, each importing only those above it in this list: :mod:`lifexport.functio
 from lifexport import functional
 from lifexport.errors import ExportError, LifexportError, ValidationError
 from lifexport.modules import (
+    LI,
+    LICell,
     LIFRefrac,
     LIFRefracCell,
     LIFRefracRecurrent,
@@ -19,6 +21,8 @@ from lifexport.modules import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "LI",
+    "LICell",
     "ExportError",
     "LIFRefrac",
     "LIFRefracCell",

@@ -2,6 +2,7 @@
 
 from lifexport.modules._compile import compile
 from lifexport.modules._neuron import NeuronModule
+from lifexport.modules.leaky_integrator import LI, LICell
 from lifexport.modules.lif_refrac import (
     LIFRefrac,
     LIFRefracCell,
@@ -11,6 +12,8 @@ from lifexport.modules.lif_refrac import (
 from lifexport.modules.sequential import SequentialState, TimeLoop
 
 __all__ = [
+    "LI",
+    "LICell",
     "LIFRefrac",
     "LIFRefracCell",
     "LIFRefracRecurrent",

@@ -16,8 +16,9 @@ class NeuronModule(torch.nn.Module):
     """Holds neuron parameters so ``.to()``, ``state_dict`` and checkpoints just work.
 
     Every numeric parameter becomes a float tensor: a buffer, or an ``nn.Parameter`` when its
-    name is in ``trainable``. ``method`` and ``alpha`` (the surrogate) stay plain attributes:
-    they are hyperparameters of the spike op, not tensors.
+    name is in ``trainable``. ``method`` and ``alpha`` (the surrogate of spiking models; ``None``
+    for models that do not spike) stay plain attributes: they are hyperparameters of the spike
+    op, not tensors.
 
     Subclasses define ``step(x, state)`` (one time step of the functional model) and
     ``initial_state(x)`` (the state at rest for one step's input ``x``).
@@ -27,11 +28,15 @@ class NeuronModule(torch.nn.Module):
     parameter_names: tuple[str, ...] = ()
 
     def __init__(
-        self, values: dict[str, Any], method: str, alpha: Any, dt: float, trainable: Iterable[str]
+        self,
+        values: dict[str, Any],
+        method: str | None,
+        alpha: Any,
+        dt: float,
+        trainable: Iterable[str],
     ) -> None:
         super().__init__()
         check_dt(dt)
-        check_method(method, "p.method")
         trainable = tuple(trainable)
         unknown = sorted(set(trainable) - set(self.parameter_names))
         if unknown:
@@ -41,7 +46,10 @@ class NeuronModule(torch.nn.Module):
             )
         self.dt = float(dt)
         self.method = method
-        self.alpha = surrogate_alpha(alpha, "p.alpha")
+        self.alpha = None
+        if method is not None:
+            check_method(method, "p.method")
+            self.alpha = surrogate_alpha(alpha, "p.alpha")
         for name in self.parameter_names:
             value = values[name]
             tensor = (
@@ -63,7 +71,8 @@ class NeuronModule(torch.nn.Module):
             f"{name}={t.item():g}" if t.numel() == 1 else f"{name}=<{tuple(t.shape)}>"
             for name, t in self.parameter_values().items()
         )
-        return f"{values}, method={self.method!r}, alpha={self.alpha:g}, dt={self.dt:g}"
+        surrogate = "" if self.method is None else f", method={self.method!r}, alpha={self.alpha:g}"
+        return f"{values}{surrogate}, dt={self.dt:g}"
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """One time step: ``(x, state=None) -> (output, state)``."""
