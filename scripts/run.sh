@@ -3,6 +3,6 @@
 # subcommand given as arguments, e.g. `bash scripts/run.sh demo --steps 500`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-bash scripts/setup.sh onnx >&2
+bash scripts/setup.sh demo >&2
 [ "$#" -gt 0 ] || set -- demo
 exec .venv/bin/lifexport "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the project's virtual environment in .venv.
 #   bash scripts/setup.sh          # the package and its ONNX tools
+#   bash scripts/setup.sh demo     # also scikit-learn and matplotlib, for `lifexport demo`
 #   bash scripts/setup.sh test     # also pytest, hypothesis and the Norse 1.1.0 oracle
 # Sourced by scripts/run.sh and scripts/test.sh; safe to run again (it skips work already done).
 set -euo pipefail
