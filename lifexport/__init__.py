@@ -9,6 +9,10 @@ from lifexport.errors import ExportError, LifexportError, ValidationError
 from lifexport.modules import (
     LI,
     LICell,
+    LIF,
+    LIFCell,
+    LIFRecurrent,
+    LIFRecurrentCell,
     LIFRefrac,
     LIFRefracCell,
     LIFRefracRecurrent,
@@ -23,6 +27,10 @@ __version__ = "0.1.0"
 __all__ = [
     "LI",
     "LICell",
+    "LIF",
+    "LIFCell",
+    "LIFRecurrent",
+    "LIFRecurrentCell",
     "ExportError",
     "LIFRefrac",
     "LIFRefracCell",

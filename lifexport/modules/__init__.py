@@ -3,6 +3,7 @@
 from lifexport.modules._compile import compile
 from lifexport.modules._neuron import NeuronModule
 from lifexport.modules.leaky_integrator import LI, LICell
+from lifexport.modules.lif import LIF, LIFCell, LIFRecurrent, LIFRecurrentCell
 from lifexport.modules.lif_refrac import (
     LIFRefrac,
     LIFRefracCell,
@@ -14,6 +15,10 @@ from lifexport.modules.sequential import SequentialState, TimeLoop
 __all__ = [
     "LI",
     "LICell",
+    "LIF",
+    "LIFCell",
+    "LIFRecurrent",
+    "LIFRecurrentCell",
     "LIFRefrac",
     "LIFRefracCell",
     "LIFRefracRecurrent",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,6 +11,7 @@ from torch import Tensor
 
 from lifexport.functional._checks import check_dt
 from lifexport.functional.threshold import check_method, surrogate_alpha
+from lifexport.modules._time import time_loop
 
 
 class NeuronModule(torch.nn.Module):
@@ -74,13 +76,139 @@ class NeuronModule(torch.nn.Module):
         surrogate = "" if self.method is None else f", method={self.method!r}, alpha={self.alpha:g}"
         return f"{values}{surrogate}, dt={self.dt:g}"
 
-    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        """One time step: ``(x, state=None) -> (output, state)``."""
-        return self.step(x, self.initial_state(x) if state is None else state)
-
 
 def rest(x: Tensor, shape: tuple[int, ...], value: Tensor | None = None) -> Tensor:
     """A fresh state tensor of ``shape`` on ``x``'s device and dtype: zeros, or ``value``
     (a scalar or per-neuron tensor) broadcast to ``shape``."""
     zeros = torch.zeros(shape, dtype=x.dtype, device=x.device)
     return zeros if value is None else zeros + value.detach().to(x.dtype)
+
+
+def check_rank(x: Tensor, min_dim: int, axes: str) -> None:
+    """A clear error for an input without its time or batch axis."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"input must be a torch.Tensor {axes}, got {type(x).__name__}")
+    if x.dim() < min_dim:
+        raise ValueError(
+            f"input must have shape {axes} (at least {min_dim} dimensions), got "
+            f"{tuple(x.shape)}; add the missing time or batch dimension"
+        )
+
+
+class FeedForwardCell(NeuronModule):
+    """One step of neurons driven by an input current of any shape ``(B, ...)``.
+
+    Subclasses define ``initial_state(x)`` and ``step(x, state)``.
+    """
+
+    is_sequence = False
+
+    def output_shape(self, shape: torch.Size) -> torch.Size:
+        """The output has the input's shape."""
+        return shape
+
+    def check_input(self, x: Tensor, time: bool) -> None:
+        check_rank(x, 2 if time else 1, "(time, batch, ...)" if time else "(batch, ...)")
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """One time step: ``(x, state=None) -> (output, state)``."""
+        self.check_input(x, time=False)
+        return self.step(x, self.initial_state(x) if state is None else state)
+
+
+class RecurrentCell(NeuronModule):
+    """One step of recurrently connected neurons: ``(B, input_size)`` in, ``(B, hidden_size)``
+    out, with Norse's weights, initialisation and ``autapses`` switch.
+
+    When ``autapses`` is ``False`` the diagonal of ``recurrent_weights`` is zeroed and masked in
+    every step, so self-connections neither act nor learn (whatever a loaded checkpoint holds).
+    Subclasses define ``initial_state(x)`` and ``step(x, state)`` using :meth:`weights`.
+    """
+
+    is_sequence = False
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        input_weights: Tensor | None,
+        recurrent_weights: Tensor | None,
+        autapses: bool,
+        **neuron: Any,
+    ) -> None:
+        super().__init__(**neuron)
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.autapses = autapses
+        scale = math.sqrt(2.0 / hidden_size)  # Norse's initialisation
+        self.input_weights = _weight(
+            "input_weights", input_weights, (hidden_size, input_size), scale
+        )
+        self.recurrent_weights = _weight(
+            "recurrent_weights", recurrent_weights, (hidden_size, hidden_size), scale
+        )
+        if autapses:
+            self.autapse_mask = None
+        else:
+            mask = 1.0 - torch.eye(hidden_size, dtype=self.recurrent_weights.dtype)
+            self.register_buffer("autapse_mask", mask, persistent=False)
+            with torch.no_grad():
+                self.recurrent_weights.fill_diagonal_(0.0)
+
+    def extra_repr(self) -> str:
+        return (
+            f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
+            f"autapses={self.autapses}, {super().extra_repr()}"
+        )
+
+    def weights(self) -> tuple[Tensor, Tensor]:
+        """``(input_weights, recurrent_weights)`` as a step uses them (autapses masked)."""
+        w_rec = self.recurrent_weights
+        if self.autapse_mask is not None:
+            w_rec = w_rec * self.autapse_mask
+        return self.input_weights, w_rec
+
+    def output_shape(self, shape: torch.Size) -> torch.Size:
+        """``(..., input_size)`` in, ``(..., hidden_size)`` out."""
+        return torch.Size((*shape[:-1], self.hidden_size))
+
+    def check_input(self, x: Tensor, time: bool) -> None:
+        axes = f"({'time, ' if time else ''}batch, {self.input_size})"
+        check_rank(x, 3 if time else 2, axes)
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input must have {self.input_size} features in its last dimension {axes}, "
+                f"got shape {tuple(x.shape)}"
+            )
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """One time step: ``(x, state=None) -> (output, state)``."""
+        self.check_input(x, time=False)
+        return self.step(x, self.initial_state(x) if state is None else state)
+
+
+class SequenceLayer:
+    """Mixed in before a cell class: the cell's step over a time-major ``(T, B, ...)`` input.
+
+    ``forward(x, state=None) -> (outputs (T, B, ...), final state)``.
+    """
+
+    is_sequence = True
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        self.check_input(x, time=True)
+        state = self.initial_state(x[0]) if state is None else state
+        return time_loop(self.step, x, state)
+
+
+def _weight(name: str, value: Tensor | None, shape: tuple[int, int], scale: float):
+    """A weight ``nn.Parameter``: the given tensor (copied) or Norse's random init."""
+    if value is None:
+        return torch.nn.Parameter(torch.randn(shape) * scale)
+    if not isinstance(value, Tensor) or tuple(value.shape) != shape:
+        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(f"{name} must be a tensor of shape {shape}, got {got}")
+    return torch.nn.Parameter(value.detach().clone())

@@ -1,0 +1,94 @@
+"""LIF layers (no refractory period): thin modules over :mod:`lifexport.functional.lif`.
+
+The same shapes and arguments as the LIF-refrac layers; they exist so Norse models built from
+``LIFCell``/``LIFRecurrentCell`` convert and export too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from torch import Tensor
+
+from lifexport.functional.lif import (
+    LIFFeedForwardState,
+    LIFParameters,
+    LIFState,
+    lif_feed_forward_step,
+    lif_step,
+)
+from lifexport.modules._neuron import FeedForwardCell, RecurrentCell, SequenceLayer, rest
+
+__all__ = ["LIFCell", "LIF", "LIFRecurrentCell", "LIFRecurrent"]
+
+LIF_NAMES = ("tau_syn_inv", "tau_mem_inv", "v_leak", "v_th", "v_reset")
+
+
+def _neuron_args(p: LIFParameters, dt: float, trainable: Iterable[str]) -> dict[str, Any]:
+    values = {name: getattr(p, name) for name in LIF_NAMES}
+    return dict(values=values, method=p.method, alpha=p.alpha, dt=dt, trainable=trainable)
+
+
+class _LIFParameters:
+    parameter_names = LIF_NAMES
+
+    @property
+    def p(self) -> LIFParameters:
+        """The parameters as the functional API takes them (tensors of this module)."""
+        values = (getattr(self, name) for name in LIF_NAMES)
+        return LIFParameters(*values, method=self.method, alpha=self.alpha)
+
+
+class LIFCell(_LIFParameters, FeedForwardCell):
+    """One feed-forward LIF step on an input current ``(B, ...)``; returns ``(z, state)``."""
+
+    def __init__(
+        self, p: LIFParameters = LIFParameters(), dt: float = 0.001, trainable: Iterable[str] = ()
+    ) -> None:
+        super().__init__(**_neuron_args(p, dt, trainable))
+
+    def initial_state(self, x: Tensor) -> LIFFeedForwardState:
+        return LIFFeedForwardState(rest(x, x.shape, self.v_leak), rest(x, x.shape))
+
+    def step(self, x: Tensor, state: LIFFeedForwardState) -> tuple[Tensor, LIFFeedForwardState]:
+        return lif_feed_forward_step(x, state, self.p, self.dt)
+
+
+class LIF(SequenceLayer, LIFCell):
+    """Feed-forward LIF neurons over a time-major sequence ``(T, B, ...)``."""
+
+
+class LIFRecurrentCell(_LIFParameters, RecurrentCell):
+    """One step of recurrently connected LIF neurons (arguments as LIFRefracRecurrentCell)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        p: LIFParameters = LIFParameters(),
+        dt: float = 0.001,
+        input_weights: Tensor | None = None,
+        recurrent_weights: Tensor | None = None,
+        autapses: bool = False,
+        trainable: Iterable[str] = (),
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            input_weights,
+            recurrent_weights,
+            autapses,
+            **_neuron_args(p, dt, trainable),
+        )
+
+    def initial_state(self, x: Tensor) -> LIFState:
+        shape = self.output_shape(x.shape)
+        return LIFState(rest(x, shape), rest(x, shape, self.v_leak), rest(x, shape))
+
+    def step(self, x: Tensor, state: LIFState) -> tuple[Tensor, LIFState]:
+        return lif_step(x, state, *self.weights(), self.p, self.dt)
+
+
+class LIFRecurrent(SequenceLayer, LIFRecurrentCell):
+    """Recurrent LIF neurons over a time-major sequence ``(T, B, input_size)``."""
