@@ -20,6 +20,7 @@ from lifexport.modules import (
     SequentialState,
     TimeLoop,
     compile,
+    from_norse,
 )
 
 __version__ = "0.1.0"
@@ -42,5 +43,6 @@ __all__ = [
     "ValidationError",
     "__version__",
     "compile",
+    "from_norse",
     "functional",
 ]

@@ -2,6 +2,7 @@
 
 from lifexport.modules._compile import compile
 from lifexport.modules._neuron import NeuronModule
+from lifexport.modules._norse import from_norse
 from lifexport.modules.leaky_integrator import LI, LICell
 from lifexport.modules.lif import LIF, LIFCell, LIFRecurrent, LIFRecurrentCell
 from lifexport.modules.lif_refrac import (
@@ -27,4 +28,5 @@ __all__ = [
     "SequentialState",
     "TimeLoop",
     "compile",
+    "from_norse",
 ]
