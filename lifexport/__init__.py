@@ -8,8 +8,8 @@ from lifexport import functional
 from lifexport.errors import ExportError, LifexportError, ValidationError
 from lifexport.modules import (
     LI,
-    LICell,
     LIF,
+    LICell,
     LIFCell,
     LIFRecurrent,
     LIFRecurrentCell,
