@@ -35,7 +35,8 @@ def check_dt(dt: object) -> None:
     """``dt`` must be a finite, positive real number (seconds)."""
     if isinstance(dt, bool) or not isinstance(dt, (int, float)):
         raise TypeError(f"dt must be a positive number of seconds, got {type(dt).__name__}")
-    if not (dt > 0 and math.isfinite(dt)):
+    # Comparisons rather than math.isfinite, which a symbolic float under torch.compile breaks.
+    if not 0 < dt < math.inf:
         raise ValueError(f"dt must be a positive, finite number of seconds, got {dt}")
 
 

@@ -195,9 +195,11 @@ def surrogate_alpha(alpha: float | Tensor, name: str = "alpha") -> float:
         alpha = alpha.item()
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
         raise TypeError(f"{name} must be a real number, got {type(alpha).__name__}")
-    if not math.isfinite(alpha):
+    # Comparisons rather than math.isfinite: under torch.compile a float that changed between
+    # calls becomes symbolic (torch 2.13, specialize_float=False) and math.isfinite breaks it.
+    if not -math.inf < alpha < math.inf:
         raise ValueError(f"{name} must be finite, got {alpha}")
-    return float(alpha)
+    return alpha if isinstance(alpha, float) else float(alpha)
 
 
 def threshold(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:

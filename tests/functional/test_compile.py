@@ -158,3 +158,19 @@ def test_export_keeps_one_named_node_per_spike():
     targets = [str(n.target) for n in ep.graph.nodes if n.op == "call_function"]
     assert targets.count("lifexport.super_spike.default") == 2
     assert not any("lifexport" in t and "super_spike" not in t for t in targets)
+
+
+def test_floats_made_symbolic_by_dynamo_are_accepted():
+    """torch 2.13 (specialize_float=False): a float argument that changes between calls of a
+    compiled function becomes a SymFloat on recompile; the argument checks must let it through
+    and the results must still follow each call's value."""
+    fn = torch.compile(lx.lif_refrac_feed_forward_step, fullgraph=True)
+    x = torch.full((2, 3), 12.0)
+    zero = torch.zeros(2, 3)
+    state = lx.LIFRefracFeedForwardState(lx.LIFFeedForwardState(zero, zero), zero)
+    for dt in (0.001, 0.0005, 0.002):
+        p = lx.LIFRefracParameters(lx.LIFParameters(alpha=1.0 / dt))
+        z, s = fn(x, state, p, dt)
+        z_eager, s_eager = lx.lif_refrac_feed_forward_step(x, state, p, dt)
+        assert torch.equal(z, z_eager)
+        torch.testing.assert_close(s.lif.v, s_eager.lif.v)
