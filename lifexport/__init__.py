@@ -5,6 +5,7 @@ Layers, each importing only those above it in this list: :mod:`lifexport.functio
 """
 
 from lifexport import functional
+from lifexport._version import __version__
 from lifexport.errors import ExportError, LifexportError, ValidationError
 from lifexport.modules import (
     LI,
@@ -22,8 +23,6 @@ from lifexport.modules import (
     compile,
     from_norse,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "LI",

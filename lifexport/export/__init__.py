@@ -25,6 +25,7 @@ Typical use::
                            output_names=step.output_names)
 """
 
+from lifexport.export._api import ExportedModel, state_names, to_onnx
 from lifexport.export._checks import check_op_set
 from lifexport.export._files import atomic_write, save_model
 from lifexport.export._functions import (
@@ -40,6 +41,9 @@ from lifexport.export._program import export_program
 from lifexport.export._training import TrainingStep, trace_training_step
 
 __all__ = [
+    "ExportedModel",
+    "state_names",
+    "to_onnx",
     "LIFEXPORT",
     "MODES",
     "OPSET",

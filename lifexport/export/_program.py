@@ -39,7 +39,7 @@ def as_module(fn_or_module: Callable) -> torch.nn.Module:
     return _Function(fn_or_module)
 
 
-def _takes_varargs(module: torch.nn.Module) -> bool:
+def takes_varargs(module: torch.nn.Module) -> bool:
     kinds = [p.kind for p in inspect.signature(module.forward).parameters.values()]
     return kinds == [inspect.Parameter.VAR_POSITIONAL]
 
@@ -95,7 +95,7 @@ def export_program(
     """
     check_mode(mode)
     module = as_module(fn_or_module)
-    if dynamic_shapes is not None and _takes_varargs(module):
+    if dynamic_shapes is not None and takes_varargs(module):
         if isinstance(dynamic_shapes, Mapping):
             raise TypeError(
                 "dynamic_shapes of a function (or a forward(*args)) must be a tuple, one entry "

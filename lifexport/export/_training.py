@@ -33,6 +33,8 @@ from torch import Tensor
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._pytree import tree_leaves
 
+from lifexport.export._program import takes_varargs
+
 
 @dataclass(frozen=True)
 class TrainingStep:
@@ -77,7 +79,7 @@ class _TrainingGraph(torch.nn.Module):
         return self._graph(*args[: self._n_params], *constants, *args[self._n_params :])
 
 
-def _sum_of_first(outputs: Any) -> Tensor:
+def _sum_of_first(outputs: Any, *inputs: Tensor) -> Tensor:
     return tree_leaves(outputs)[0].sum()
 
 
@@ -85,7 +87,7 @@ def trace_training_step(
     module: torch.nn.Module,
     args: tuple[Tensor, ...],
     *,
-    loss: Callable[[Any], Tensor] = _sum_of_first,
+    loss: Callable[..., Tensor] = _sum_of_first,
     dynamic_shapes: Mapping[str, Any] | Sequence[Any] | None = None,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
@@ -97,8 +99,9 @@ def trace_training_step(
             (spikes first). Parameters with ``requires_grad`` become graph inputs and get
             gradients; buffers and frozen parameters become constants (initializers).
         args: example inputs, tensors.
-        loss: maps the forward's outputs to a scalar tensor; by default the sum of the first
-            output (the spike count).
+        loss: ``loss(outputs, *args)``: the forward's outputs and inputs (e.g. a target passed
+            as an input) to a scalar tensor; by default the sum of the first output (the
+            spike count).
         dynamic_shapes: of ``args``, as for :func:`torch.export.export` (a tuple, or a dict by
             the forward's parameter names).
         input_names: names of ``args``; by default the forward's parameter names.
@@ -138,7 +141,10 @@ def trace_training_step(
     forward_names = list(inspect.signature(module.forward).parameters)[: len(args)]
     if isinstance(dynamic_shapes, Mapping):
         dynamic_shapes = tuple(dynamic_shapes.get(n) for n in forward_names)
-    exported = torch.export.export(module, tuple(args), dynamic_shapes=dynamic_shapes)
+    export_shapes = dynamic_shapes
+    if dynamic_shapes is not None and takes_varargs(module):
+        export_shapes = (tuple(dynamic_shapes),)  # torch.export sees *args as one argument
+    exported = torch.export.export(module, tuple(args), dynamic_shapes=export_shapes)
     forward = exported.module()
     # Buffers and frozen parameters are traced as inputs too: a real tensor among the fake
     # ones of make_fx fails inside scan on torch 2.13 ("Cannot access data pointer of Tensor").
@@ -149,8 +155,9 @@ def trace_training_step(
         values = dict(zip(params, flat[: len(params)]))
         flat = flat[len(params) :]
         bound = {**values, **dict(zip(constants, flat[: len(constants)]))}
-        out = torch.func.functional_call(forward, bound, flat[len(constants) :])
-        value = loss(out)
+        inputs = flat[len(constants) :]
+        out = torch.func.functional_call(forward, bound, inputs)
+        value = loss(out, *inputs)
         grads = torch.autograd.grad(value, list(values.values()), materialize_grads=True)
         return (value, *[t.detach() for t in tree_leaves(out)], *grads)
 
