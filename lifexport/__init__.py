@@ -24,7 +24,36 @@ from lifexport.modules import (
     from_norse,
 )
 
+# The ONNX layers need the optional onnx/onnxruntime/onnxscript packages: imported on first use.
+_LAZY = {  # name: (module, attribute or None for the module itself)
+    "export": ("lifexport.export", None),
+    "to_onnx": ("lifexport.export", "to_onnx"),
+    "ExportedModel": ("lifexport.export", "ExportedModel"),
+    "validation": ("lifexport.validation", None),
+    "validate": ("lifexport.validation", "validate"),
+    "ValidationReport": ("lifexport.validation", "ValidationReport"),
+    "assert_valid": ("lifexport.validation", "assert_valid"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lifexport' has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    return module if attribute is None else getattr(module, attribute)
+
+
 __all__ = [
+    "ExportedModel",
+    "ValidationReport",
+    "assert_valid",
+    "export",
+    "to_onnx",
+    "validate",
+    "validation",
     "LI",
     "LICell",
     "LIF",

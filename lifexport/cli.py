@@ -1,110 +1,282 @@
-"""The ``lifexport`` command.
+"""The ``lifexport`` command: ``demo``, ``export``, ``validate``, ``bench``.
 
-    lifexport demo [--steps T] [--neurons N] [--compile]
-
-Exit codes: 0 success, 2 usage error.
+Exit codes: 0 success, 1 a validation mismatch, 2 a usage error (bad arguments, a missing or
+unreadable file, an input of the wrong shape). ``--json`` prints one JSON document on stdout;
+progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import sys
-import time
+from collections.abc import Callable
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
 
-import torch
+from lifexport._version import __version__
 
-from lifexport import __version__
-from lifexport.functional import (
-    LIFFeedForwardState,
-    LIFParameters,
-    LIFRefracFeedForwardState,
-    LIFRefracParameters,
-    lif_refrac_feed_forward_step,
-)
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
+PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider")
 
 
-def _simulate(steps: int, neurons: int, compile: bool, dt: float = 0.001):
-    """Drive LIF-refrac neurons with noisy input currents from 0 to 0.6, one level each."""
-    p = LIFRefracParameters(LIFParameters(), rho_reset=5.0)
-    step = lif_refrac_feed_forward_step
-    if compile:
-        step = torch.compile(step, fullgraph=True)
-    gen = torch.Generator().manual_seed(0)
-    current = torch.linspace(0.0, 0.6, neurons)  # (N,): one input level per neuron
-    drive = current + 0.1 * torch.randn(steps, 1, neurons, generator=gen)  # (T, 1, N)
-    zero = torch.zeros(1, neurons)
-    state = LIFRefracFeedForwardState(LIFFeedForwardState(zero, zero), zero)
-    spikes, refractory = [], []
-    start = time.perf_counter()
-    for x in drive:
-        refractory.append(state.rho > 0)
-        z, state = step(x, state, p, dt)
-        spikes.append(z)
-    elapsed = time.perf_counter() - start
-    return current, torch.cat(spikes), torch.cat(refractory), elapsed
+class UsageError(Exception):
+    """A mistake of the caller's: reported in one line, exit code 2."""
 
 
-def _min_interval(spikes: torch.Tensor) -> int | None:
-    """The shortest number of steps between two spikes of one neuron, if any neuron spiked twice."""
-    best = None
-    for column in spikes.T:
-        times = column.nonzero().flatten()
-        if len(times) > 1:
-            gap = int(times.diff().min())
-            best = gap if best is None else min(best, gap)
-    return best
+def progress_bar(done: int, total: int, text: str = "") -> None:
+    """A one-line progress bar on stderr, redrawn in place."""
+    width = 30
+    filled = width * done // max(total, 1)
+    end = "\n" if done >= total else ""
+    bar = "#" * filled + "." * (width - filled)
+    print(f"\r[{bar}] {done}/{total} {text}", end=end, file=sys.stderr, flush=True)
 
 
-def demo(args: argparse.Namespace) -> int:
-    dt = 0.001
-    current, spikes, refractory, elapsed = _simulate(args.steps, args.neurons, args.compile, dt)
-    rates = spikes.mean(0) / dt  # (N,) in Hz
-    print(
-        f"lifexport {__version__}: {args.neurons} LIF-refrac neurons, {args.steps} steps of "
-        f"{dt * 1e3:g} ms ({'compiled' if args.compile else 'eager'}, {elapsed:.2f} s)"
+def _stages(total: int) -> Callable[[str], None]:
+    count = 0
+
+    def stage(text: str) -> None:
+        nonlocal count
+        count += 1
+        progress_bar(count, total, text)
+
+    return stage
+
+
+def _load_callable(spec: str) -> Any:
+    """``package.module:function`` -> the function's return value (a model)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"model spec must look like package.module:function, got {spec!r}")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as error:
+        raise UsageError(f"cannot load model spec {spec!r}: {error}") from None
+    return factory()
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 32,1,64, got {text!r}") from None
+    if not shape or min(shape) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive sizes like 32,1,64, got {text!r}")
+    return shape
+
+
+def _onnx_file(text: str) -> Path:
+    """An existing ONNX file with lifexport metadata; a clear one-line error otherwise."""
+    import onnx
+
+    path = Path(text)
+    if not path.is_file():
+        raise UsageError(f"no such file: {text}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        raise UsageError(f"{text} is not an ONNX file") from None
+    if not model.graph.node:
+        raise UsageError(f"{text} is not an ONNX model (no graph)")
+    return path
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
+# -- commands ---------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lifexport._demo import format_result, run_demo
+
+    result = run_demo(
+        Path(args.out),
+        train=args.train,
+        epochs=args.epochs,
+        providers=tuple(args.providers),
+        stage=_stages(8 if args.train else 7),
+        progress=progress_bar,
     )
-    print(
-        f"spikes: {int(spikes.sum())} in all, mean rate {rates.mean():.1f} Hz, "
-        f"{100 * spikes.any(0).float().mean():.0f}% of neurons spiked"
-    )
-    print(
-        f"refractory: {100 * refractory.float().mean():.1f}% of neuron-steps; shortest "
-        f"inter-spike interval {_min_interval(spikes)} steps (rho_reset 5 + 1 allows 6)"
-    )
-    print("rate by input current (f-I curve):")
-    for chunk_current, chunk_rate in zip(current.chunk(6), rates.chunk(6)):
-        lo, hi = chunk_current[0].item(), chunk_current[-1].item()
-        bar = "#" * int(chunk_rate.mean() / 10)
-        print(f"  I in [{lo:4.2f}, {hi:4.2f}]: {chunk_rate.mean():6.1f} Hz {bar}")
-    return 0
+    _emit(args, result, format_result(result))
+    return EXIT_OK if result["passed"] else EXIT_MISMATCH
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
+def cmd_export(args: argparse.Namespace) -> int:
+    import onnx
+    import torch
+
+    from lifexport.export import to_onnx
+
+    model = _load_callable(args.model)
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{args.model} returned {type(model).__name__}, not a torch module")
+    example = torch.zeros(args.shape)
+    try:
+        exported = to_onnx(
+            model,
+            example,
+            args.output,
+            graph=args.graph,
+            mode=args.mode,
+            with_state=not args.no_state,
+        )
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
+    onnx_model = onnx.load(str(exported.path))
+    onnx_model.metadata_props.add(key="lifexport.source", value=args.model)
+    from lifexport.export import save_model
+
+    save_model(onnx_model, exported.path)
+    data = {
+        "path": str(exported.path),
+        "graph": exported.graph,
+        "mode": exported.mode,
+        "inputs": list(exported.input_names),
+        "outputs": list(exported.output_names),
+    }
+    text = (
+        f"wrote {exported.path} ({exported.graph} graph, {exported.mode})\n"
+        f"  inputs:  {', '.join(exported.input_names)}\n"
+        f"  outputs: {', '.join(exported.output_names)}"
+    )
+    _emit(args, data, text)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    import onnx
+    import torch
+
+    from lifexport.validation import validate
+
+    path = _onnx_file(args.onnx)
+    metadata = {
+        p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props
+    }
+    spec = args.model or metadata.get("lifexport.source")
+    if spec is None:
+        raise UsageError(
+            f"{path} does not name its torch model (it was not written by `lifexport export`); "
+            "pass --model package.module:function"
+        )
+    model = _load_callable(spec)
+    inputs = None
+    if args.input is not None:
+        inputs = torch.load(args.input, weights_only=True)
+    try:
+        report = validate(model, path, inputs, tuple(args.providers), steps=args.steps)
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
+    _emit(args, report.to_dict(), report.format())
+    return EXIT_OK if report.passed else EXIT_MISMATCH
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from lifexport import _bench
+
+    cfg = _bench.Config(**{f.name: getattr(args, f.name) for f in fields(_bench.Config)})
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    rows = _bench.bench(cfg, log=log)
+    summary = _bench.ratios(rows)
+    data = dict(config=asdict(cfg), rows=rows, ratios=summary)
+    text = "ratios:\n" + "\n".join(f"  {k}: {v}" for k, v in summary.items())
+    _emit(args, data, text)
+    return EXIT_OK
+
+
+# -- parser -----------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lifexport", description="LIF-refrac spiking neurons: simulate, export, validate."
+        prog="lifexport",
+        description="LIF-refrac spiking networks: export to ONNX, validate in onnxruntime, bench.",
+        epilog="exit codes: 0 ok, 1 validation mismatch, 2 usage error",
     )
     parser.add_argument("--version", action="version", version=f"lifexport {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = commands.add_parser(
-        "demo", help="simulate a layer of LIF-refrac neurons, print spike statistics"
+
+    def command(name: str, help: str, run: Callable) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--json", action="store_true", help="print one JSON document")
+        sub.set_defaults(run=run)
+        return sub
+
+    def providers(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--providers",
+            nargs="+",
+            default=list(PROVIDERS),
+            metavar="PROVIDER",
+            help="onnxruntime execution providers (default: CPU and CUDA; an unavailable one "
+            "is reported, not dropped)",
+        )
+
+    demo = command(
+        "demo",
+        "digits end to end: accuracy in torch and onnxruntime, export, parity, speed, raster",
+        cmd_demo,
     )
-    p.add_argument("--steps", type=_positive_int, default=1000, help="time steps (default 1000)")
-    p.add_argument("--neurons", type=_positive_int, default=600, help="neurons (default 600)")
-    p.add_argument("--compile", action="store_true", help="run the step under torch.compile")
-    p.set_defaults(run=demo)
+    demo.add_argument("--train", action="store_true", help="train from scratch first")
+    demo.add_argument("--epochs", type=int, default=40, help="epochs with --train (default 40)")
+    demo.add_argument("--out", default="out", help="folder for the ONNX files and the picture")
+    providers(demo)
+
+    export = command("export", "export a lifexport model to ONNX", cmd_export)
+    export.add_argument("model", help="package.module:function returning the model")
+    export.add_argument("output", help="the .onnx file to write")
+    export.add_argument(
+        "--shape",
+        type=_shape,
+        required=True,
+        help="example input shape, e.g. 32,1,64 (T,B,features) for a sequence",
+    )
+    export.add_argument("--graph", choices=("sequence", "step"), default="sequence")
+    export.add_argument("--mode", choices=("inference", "training"), default="inference")
+    export.add_argument(
+        "--no-state",
+        action="store_true",
+        help="sequence graph without state inputs/outputs (starts from rest)",
+    )
+
+    check = command(
+        "validate", "run an exported file in onnxruntime against eager torch", cmd_validate
+    )
+    check.add_argument("onnx", help="a .onnx file written by lifexport")
+    check.add_argument(
+        "--model",
+        help="package.module:function returning the torch model "
+        "(default: the one `lifexport export` recorded in the file)",
+    )
+    check.add_argument("--input", help="a tensor file (torch.save) to drive the model with")
+    check.add_argument("--steps", type=int, default=None, help="time steps of the drive")
+    providers(check)
+
+    bench = command("bench", "speed: eager, compiled, onnxruntime, Norse, floors", cmd_bench)
+    from lifexport._bench import Config
+
+    for f in fields(Config):
+        default = f.default
+        if isinstance(default, bool):
+            bench.add_argument(f"--no-{f.name}", dest=f.name, action="store_false")
+        else:
+            bench.add_argument(f"--{f.name}", type=type(default), default=default)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"lifexport {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ by class with a fixed seed; the test split is used only for the final report.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -30,7 +32,8 @@ class DigitsConfig:
     hidden: int = 256  # LIF-refrac neurons
     max_rate: float = 0.5  # spikes per step of a pixel at full intensity (16)
     alpha: float = 10.0  # SuperSpike width: 100 (the default) lets almost no gradient through
-    seed: int = 0  # weight init, batch order and the train/test split
+    seed: int = 0  # weight init and batch order
+    split_seed: int = 0  # the stratified train/test split (fixed, whatever the seed)
 
 
 def encode(images: torch.Tensor, cfg: DigitsConfig) -> torch.Tensor:
@@ -63,7 +66,7 @@ def load_split(cfg: DigitsConfig):
 
     data = load_digits()
     x_train, x_test, y_train, y_test = train_test_split(
-        data.data, data.target, test_size=0.2, stratify=data.target, random_state=cfg.seed
+        data.data, data.target, test_size=0.2, stratify=data.target, random_state=cfg.split_seed
     )
     as_tensor = torch.as_tensor
     return (
@@ -83,7 +86,62 @@ def load_trained(path: Path = WEIGHTS) -> tuple[lifexport.SequentialState, Digit
     return model.eval(), cfg
 
 
+def trained_model() -> lifexport.SequentialState:
+    """The shipped network (for ``lifexport export models.digits:trained_model ...``)."""
+    return load_trained()[0]
+
+
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg) -> float:
     with torch.no_grad():
         potentials, _ = model(encode(images, cfg))
     return (readout(potentials).argmax(1) == labels).float().mean().item()
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40  # passes over the training split
+    batch: int = 64  # images per step (full batches only: one compiled shape)
+    lr: float = 5e-3  # Adam learning rate
+    compile: bool = True  # train the lifexport.compile'd model
+
+
+def train(
+    cfg: DigitsConfig,
+    train_cfg: TrainConfig,
+    progress: Callable[[int, int, str], None] = lambda done, total, text: None,
+) -> tuple[lifexport.SequentialState, dict]:
+    """Surrogate-gradient training (SuperSpike) with Adam on the training split.
+
+    Returns the model (eval mode) and a summary: final training loss, seconds, and the test
+    accuracy measured once, after the last epoch.
+    """
+    x_train, y_train, x_test, y_test = load_split(cfg)
+    model = build_model(cfg)
+    run = lifexport.compile(model) if train_cfg.compile else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    steps_per_epoch = len(x_train) // train_cfg.batch
+    start = time.perf_counter()
+    for epoch in range(train_cfg.epochs):
+        order = torch.randperm(len(x_train), generator=gen)
+        total = 0.0
+        for k in range(steps_per_epoch):
+            idx = order[k * train_cfg.batch : (k + 1) * train_cfg.batch]
+            potentials, _ = run(encode(x_train[idx], cfg))
+            loss = torch.nn.functional.cross_entropy(readout(potentials), y_train[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        progress(epoch + 1, train_cfg.epochs, f"loss {total / steps_per_epoch:.3f}")
+    model.eval()
+    summary = dict(
+        loss=total / max(steps_per_epoch, 1),
+        seconds=time.perf_counter() - start,
+        test_accuracy=accuracy(model, x_test, y_test, cfg),
+    )
+    return model, summary
+
+
+def save(model: torch.nn.Module, cfg: DigitsConfig, path: Path) -> None:
+    torch.save({"config": asdict(cfg), "state_dict": model.state_dict()}, path)

@@ -1,0 +1,201 @@
+"""``lifexport demo``: the digits network from torch to onnxruntime, end to end.
+
+1. load the shipped weights of ``models/digits.py`` (or train from scratch);
+2. torch test accuracy;
+3. export a sequence graph and a step graph (inference) and a training graph;
+4. validate them in onnxruntime (CPU, and CUDA when the installed onnxruntime has it);
+5. onnxruntime test accuracy, which must come from the very same predictions as torch's;
+6. a speed table (eager, compiled, onnxruntime) and a spike raster picture of one digit.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lifexport.export import to_onnx
+from lifexport.modules import compile as lifexport_compile
+from lifexport.validation import validate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _digits():
+    """The ``models.digits`` module of the repository (the demo runs from a checkout)."""
+    if not (REPO / "models" / "digits.py").exists():
+        raise FileNotFoundError(
+            f"the demo needs the repository's models/digits.py (looked in {REPO / 'models'})"
+        )
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import models.digits
+
+    return models.digits
+
+
+def _ort_session(path: Path, provider: str = "CPUExecutionProvider"):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=[provider])
+
+
+def _median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def raster(model, x: torch.Tensor, label: int, path: Path) -> None:
+    """Input spikes, hidden spikes and output potentials of one digit, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with torch.no_grad():
+        hidden, _ = model[1](model[0](x))  # (T, 1, 256) spikes
+        potentials, _ = model(x)  # (T, 1, 10)
+    fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True, height_ratios=[2, 3, 2])
+    for ax, data, title in (
+        (axes[0], x[:, 0].T, "input: 64 pixels, rate-coded spikes"),
+        (axes[1], hidden[:, 0].T, "hidden: 256 LIF-refrac neurons, spikes"),
+    ):
+        t, n = data.nonzero(as_tuple=True)
+        ax.scatter(n, t, s=2, marker="|", color="black")
+        ax.set_ylabel("neuron")
+        ax.set_title(title, fontsize=9)
+    for digit in range(10):
+        style = dict(lw=2.0, color="tab:red") if digit == label else dict(lw=0.8, alpha=0.6)
+        axes[2].plot(potentials[:, 0, digit].numpy(), label=str(digit), **style)
+    axes[2].set_title(f"readout: 10 leaky integrators (true digit {label} in red)", fontsize=9)
+    axes[2].set_xlabel("time step")
+    axes[2].set_ylabel("v")
+    axes[2].legend(ncol=10, fontsize=6, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_demo(
+    out_dir: Path,
+    *,
+    train: bool = False,
+    epochs: int = 40,
+    providers: tuple[str, ...] = ("CPUExecutionProvider", "CUDAExecutionProvider"),
+    stage: Callable[[str], None] = lambda text: None,
+    progress: Callable[[int, int, str], None] = lambda done, total, text: None,
+) -> dict[str, Any]:
+    """Run the demo; returns every figure it reports (JSON-serializable)."""
+    digits = _digits()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"out_dir": str(out_dir)}
+
+    if train:
+        stage(f"training from scratch ({epochs} epochs)")
+        cfg = digits.DigitsConfig()
+        model, summary = digits.train(cfg, digits.TrainConfig(epochs=epochs), progress)
+        result["training"] = summary
+    else:
+        stage(f"loading {digits.WEIGHTS.relative_to(REPO)}")
+        model, cfg = digits.load_trained()
+    _, _, x_test, y_test = digits.load_split(cfg)
+    xs = digits.encode(x_test, cfg)  # (T, 360, 64)
+
+    stage("torch accuracy")
+    with torch.no_grad():
+        torch_pred = digits.readout(model(xs)[0]).argmax(1)
+    result["torch_accuracy"] = (torch_pred == y_test).float().mean().item()
+
+    stage("exporting a sequence graph, a step graph and a training graph")
+    seq = to_onnx(model, xs[:, :2], out_dir / "digits_sequence.onnx", with_state=False)
+    step = to_onnx(model, xs[0, :2], out_dir / "digits_step.onnx", graph="step")
+    training = to_onnx(
+        model,
+        xs[:, :2],
+        out_dir / "digits_training.onnx",
+        mode="training",
+        with_state=False,
+        loss=lambda y, target: torch.nn.functional.cross_entropy(digits.readout(y), target),
+        target=y_test[:2],
+    )
+    result["files"] = {
+        g.graph if g.mode == "inference" else "training": str(g.path) for g in (seq, step, training)
+    }
+
+    stage("validating in onnxruntime")
+    sample = xs[:, :16]
+    reports = {
+        "sequence": validate(model, seq.path, sample, providers),
+        "step": validate(model, step.path, sample, providers),
+    }
+    result["validation"] = {name: report.to_dict() for name, report in reports.items()}
+    result["validation_passed"] = all(r.passed for r in reports.values())
+
+    stage("onnxruntime accuracy")
+    session = _ort_session(seq.path)
+    (ort_potentials,) = session.run(["y"], {"x": xs.numpy()})
+    ort_pred = torch.from_numpy(np.asarray(ort_potentials)).max(0).values.argmax(1)
+    result["onnxruntime_accuracy"] = (ort_pred == y_test).float().mean().item()
+    result["same_predictions"] = bool(torch.equal(ort_pred, torch_pred))
+    result["images"] = len(y_test)
+    result["steps"] = cfg.steps
+
+    stage("speed (whole test set, inference)")
+    compiled = lifexport_compile(model)
+    with torch.no_grad():
+        speed = {
+            "torch eager": _median_ms(lambda: model(xs)),
+            "torch compiled": _median_ms(lambda: compiled(xs)),
+        }
+    feeds = {"x": xs.numpy()}
+    speed["onnxruntime sequence"] = _median_ms(lambda: session.run(["y"], feeds))
+    result["speed_ms"] = {k: round(v, 2) for k, v in speed.items()}
+
+    stage("spike raster")
+    picture = out_dir / "digit_raster.png"
+    raster(model, xs[:, :1], int(y_test[0]), picture)
+    result["raster"] = str(picture)
+    result["passed"] = result["validation_passed"] and result["same_predictions"]
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """The demo's report for a person."""
+    lines = []
+    if "training" in result:
+        t = result["training"]
+        lines.append(f"trained in {t['seconds']:.0f} s, final training loss {t['loss']:.4f}")
+    n = result["images"]
+    lines.append(f"torch test accuracy:       {100 * result['torch_accuracy']:.2f}% ({n} images)")
+    same = "same predictions on every image" if result["same_predictions"] else "PREDICTIONS DIFFER"
+    lines.append(f"onnxruntime test accuracy: {100 * result['onnxruntime_accuracy']:.2f}% ({same})")
+    lines.append("exported:")
+    lines += [f"  {kind:9s} {path}" for kind, path in result["files"].items()]
+    lines.append("parity (onnxruntime vs eager torch, 16 test images):")
+    for graph, report in result["validation"].items():
+        for provider, r in report["providers"].items():
+            status = "ok" if r["passed"] else "MISMATCH"
+            worst = max([*r["max_abs"].values(), 0.0])
+            lines.append(
+                f"  {graph:8s} {provider}: {status}; spikes equal: {r['spikes_equal']}; "
+                f"max |diff| {worst:.2e}"
+            )
+        for provider, reason in report["unavailable"].items():
+            lines.append(f"  {graph:8s} {provider}: not run ({reason})")
+    lines.append(f"speed, {n} images x {result['steps']} steps (median ms):")
+    lines += [f"  {name:22s} {ms:8.2f}" for name, ms in result["speed_ms"].items()]
+    lines.append(f"spike raster of one digit: {result['raster']}")
+    return "\n".join(lines)
