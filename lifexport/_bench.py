@@ -165,7 +165,7 @@ def bench(cfg: Config, log: Callable[[str], None] = print) -> list[dict]:
 
             x_grad = x.clone().requires_grad_()
 
-            def forward_backward(run=run):
+            def forward_backward(run=run, x_grad=x_grad):
                 run(x_grad).sum().backward()
 
             add(workload, name, "forward", median_ms(forward, cfg))

@@ -148,13 +148,15 @@ class _WithTarget(torch.nn.Module):
         return self.inner(x, *state)
 
 
-def _user_name(name: str) -> str:
-    """``inner.model.0.weight`` -> ``0.weight``; ``grad.model.0.weight`` -> ``grad.0.weight``."""
-    prefix = "grad." if name.startswith("grad.") else ""
-    name = name.removeprefix(prefix)
-    for wrapper in ("inner.", "model."):
-        name = name.removeprefix(wrapper)
-    return prefix + name
+def _user_names(model: torch.nn.Module, wrapper: torch.nn.Module) -> dict[str, str]:
+    """``wrapper``'s parameter names -> ``model``'s (``model.0.weight`` -> ``0.weight``).
+
+    Matched by identity, not by stripping prefixes: the wrappers hold ``model`` itself, its
+    step module (a ``TimeLoop``'s ``module``) or a ``TimeLoop`` around it, so the attribute
+    paths differ by wrapper, while the user feeds parameters by ``model.named_parameters()``.
+    """
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {n: names[id(p)] for n, p in wrapper.named_parameters() if id(p) in names}
 
 
 def _layer_metadata(model: torch.nn.Module) -> list[dict[str, Any]]:
@@ -215,7 +217,8 @@ def to_onnx(
             without, the sequence starts from rest.
         loss: training mode: ``loss(y, target) -> scalar``; the sum of ``y`` (the output
             spikes) when ``None``.
-        target: training mode, with ``loss``: an example target; it becomes input ``target``.
+        target: training mode, with ``loss``: an example target, batch first (its first
+            dimension is B); it becomes input ``target``.
 
     Returns:
         The file's path and its input, output and state names.
@@ -275,7 +278,7 @@ def to_onnx(
         if target is not None:
             module = _WithTarget(module)
             args.insert(1, target)
-            dims.insert(1, {0: batch} if graph == "step" else None)
+            dims.insert(1, {0: batch})  # the target is batch-first
             input_names.insert(1, "target")
 
             def loss_fn(outputs, x, target_, *state):
@@ -296,10 +299,14 @@ def to_onnx(
             )
         except Exception as error:
             raise ExportError(f"tracing the training graph failed: {error}") from error
+        # parameters by the user's names, not the wrappers' attribute paths
+        user = _user_names(model, module)
         module, args, dims = traced.module, list(traced.args), list(traced.dynamic_shapes)
-        # parameters by the user's names: drop the wrappers' attribute paths
-        input_names = [_user_name(n) for n in traced.input_names]
-        output_names = [_user_name(n) for n in traced.output_names]
+        input_names = [user.get(n, n) for n in traced.input_names]
+        output_names = [
+            f"grad.{user[n[5:]]}" if n.startswith("grad.") and n[5:] in user else n
+            for n in traced.output_names
+        ]
     metadata["lifexport.inputs"] = json.dumps(input_names)
     metadata["lifexport.outputs"] = json.dumps(output_names)
     export_program(
