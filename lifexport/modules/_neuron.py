@@ -54,11 +54,12 @@ class NeuronModule(torch.nn.Module):
             self.alpha = surrogate_alpha(alpha, "p.alpha")
         for name in self.parameter_names:
             value = values[name]
-            tensor = (
-                value.detach().clone() if isinstance(value, Tensor) else torch.tensor(float(value))
-            )
-            if not tensor.dtype.is_floating_point:
-                tensor = tensor.to(torch.get_default_dtype())
+            # One dtype for all, torch's default (as nn.Linear): .to(dtype) moves them together.
+            dtype = torch.get_default_dtype()
+            if isinstance(value, Tensor):
+                tensor = value.detach().to(dtype=dtype, copy=True)
+            else:
+                tensor = torch.tensor(float(value), dtype=dtype)
             if name in trainable:
                 self.register_parameter(name, torch.nn.Parameter(tensor))
             else:
@@ -93,6 +94,12 @@ def check_rank(x: Tensor, min_dim: int, axes: str) -> None:
             f"input must have shape {axes} (at least {min_dim} dimensions), got "
             f"{tuple(x.shape)}; add the missing time or batch dimension"
         )
+
+
+def check_time_steps(x: Tensor) -> None:
+    """A sequence needs at least one time step (an empty one has no state to return)."""
+    if x.shape[0] == 0:
+        raise ValueError(f"input has no time steps: shape {tuple(x.shape)}, expected T >= 1")
 
 
 class FeedForwardCell(NeuronModule):
@@ -200,6 +207,7 @@ class SequenceLayer:
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         self.check_input(x, time=True)
+        check_time_steps(x)
         state = self.initial_state(x[0]) if state is None else state
         return time_loop(self.step, x, state)
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lifexport.modules._neuron import NeuronModule, rest
+from lifexport.modules._neuron import NeuronModule, check_time_steps, rest
 from lifexport.modules._time import time_loop
 
 __all__ = ["SequentialState", "TimeLoop"]
@@ -67,7 +67,11 @@ class SequentialState(torch.nn.Sequential):
         if state is None:
             return [None] * len(self)
         if not isinstance(state, (tuple, list)) or len(state) != len(self):
-            got = f"{len(state)} entries" if isinstance(state, (tuple, list)) else type(state)
+            got = (
+                f"{len(state)} entries"
+                if isinstance(state, (tuple, list))
+                else type(state).__name__
+            )
             raise ValueError(
                 f"state must be a tuple with one entry per layer ({len(self)}), got {got}"
             )
@@ -107,6 +111,7 @@ class SequentialState(torch.nn.Sequential):
         if not isinstance(x, Tensor) or x.dim() < 2:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"input must have shape (time, batch, ...), got {got}")
+        check_time_steps(x)
         states = self._state_list(state)
         for index, layer in enumerate(self):
             if isinstance(layer, NeuronModule):
@@ -145,5 +150,6 @@ class TimeLoop(torch.nn.Module):
         if not isinstance(xs, Tensor) or xs.dim() < 2:
             got = tuple(xs.shape) if isinstance(xs, Tensor) else type(xs).__name__
             raise ValueError(f"input must have shape (time, batch, ...), got {got}")
+        check_time_steps(xs)
         state = self.module.initial_state(xs[0]) if state is None else state
         return time_loop(self.module.step, xs, state)

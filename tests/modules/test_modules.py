@@ -435,3 +435,26 @@ def test_unknown_method(kind):
     p = LIFRefracParameters(LIFParameters(method="sigmoid"))
     with pytest.raises(ValueError, match=r"p\.method must be one of .*'triangle'.*got 'sigmoid'"):
         MAKERS[kind][0](p)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        lx.LIFRefrac(),
+        lx.LIFRefracRecurrent(3, 4),
+        lx.SequentialState(torch.nn.Linear(3, 3), lx.LIFRefrac()),
+        lx.TimeLoop(lx.LIFRefracCell()),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_empty_time_axis_is_a_clear_error(model):
+    with pytest.raises(ValueError, match=r"no time steps: shape \(0, 2, 3\)"):
+        model(torch.zeros(0, 2, 3))
+
+
+def test_parameters_share_the_default_dtype():
+    """A float64 tensor among float parameters does not leave the module with mixed dtypes."""
+    p = LIFRefracParameters(LIFParameters(v_th=torch.tensor([1.0, 2.0], dtype=torch.float64)))
+    cell = lx.LIFRefracCell(p)
+    assert {t.dtype for t in cell.parameter_values().values()} == {torch.float32}
+    assert cell.double().v_th.dtype == torch.float64
