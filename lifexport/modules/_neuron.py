@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -52,10 +53,13 @@ class NeuronModule(torch.nn.Module):
         if method is not None:
             check_method(method, "p.method")
             self.alpha = surrogate_alpha(alpha, "p.alpha")
+        # One dtype for all: that of the given tensors (promoted), else torch's default.
+        given = [v.dtype for v in values.values() if isinstance(v, Tensor)]
+        given = [d for d in given if d.is_floating_point]
+        dtype = functools.reduce(torch.promote_types, given, given[0]) if given else None
+        dtype = dtype or torch.get_default_dtype()
         for name in self.parameter_names:
             value = values[name]
-            # One dtype for all, torch's default (as nn.Linear): .to(dtype) moves them together.
-            dtype = torch.get_default_dtype()
             if isinstance(value, Tensor):
                 tensor = value.detach().to(dtype=dtype, copy=True)
             else:

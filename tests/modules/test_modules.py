@@ -453,8 +453,10 @@ def test_empty_time_axis_is_a_clear_error(model):
 
 
 def test_parameters_share_the_default_dtype():
-    """A float64 tensor among float parameters does not leave the module with mixed dtypes."""
+    """Parameters take the (promoted) dtype of the given tensors, else torch's default: a
+    float64 tensor among floats does not leave the module with mixed dtypes."""
     p = LIFRefracParameters(LIFParameters(v_th=torch.tensor([1.0, 2.0], dtype=torch.float64)))
     cell = lx.LIFRefracCell(p)
-    assert {t.dtype for t in cell.parameter_values().values()} == {torch.float32}
-    assert cell.double().v_th.dtype == torch.float64
+    assert {t.dtype for t in cell.parameter_values().values()} == {torch.float64}
+    assert {t.dtype for t in lx.LIFRefracCell().parameter_values().values()} == {torch.float32}
+    assert cell.float().v_th.dtype == torch.float32
