@@ -1,0 +1,25 @@
+"""Validation: an exported graph in onnxruntime against the eager torch model it came from.
+
+:func:`validate` drives a ``.onnx`` file written by ``lifexport.to_onnx`` on every requested
+execution provider (CPU always; CUDA where the installed onnxruntime offers it, else listed
+as unavailable with the reason) and the same inputs through the torch model, and returns a
+:class:`ValidationReport`: per provider, whether spikes agree exactly, the first mismatch
+(:class:`Mismatch`: step, layer, element, both values, and torch's ``|v - v_th|`` there),
+the largest state, output and gradient differences. :func:`assert_valid` raises
+:class:`~lifexport.errors.ValidationError` on a real mismatch.
+
+Spikes are thresholded, so a last-bit difference in ``v`` can flip one and the runs diverge
+from there. To tell such a numerical flip from a bug, the torch run records the input of every
+spike op (``v - v_th``) per layer and step; a flip where that margin is within
+``numerical_margin`` is reported but does not fail. See ``_reference.py`` for how.
+
+Modules, one concern each: ``_graph`` (the file, its metadata, the drive), ``_reference``
+(the eager torch run and its margins), ``_runtime`` (onnxruntime sessions and time loops),
+``_compare`` (differences, first mismatch), ``_report`` (the result dataclasses),
+``_validate`` (the entry point).
+"""
+
+from lifexport.validation._report import Mismatch, ProviderReport, ValidationReport, assert_valid
+from lifexport.validation._validate import validate
+
+__all__ = ["Mismatch", "ProviderReport", "ValidationReport", "assert_valid", "validate"]

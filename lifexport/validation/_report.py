@@ -1,0 +1,224 @@
+"""What a validation found: dataclasses of differences, and the assert helper on top."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from lifexport.errors import ValidationError
+
+__all__ = ["Mismatch", "ProviderReport", "ValidationReport", "assert_valid"]
+
+
+def _number(value: float | None) -> float | str | None:
+    """A float for JSON: non-finite values as the strings ``"nan"``, ``"inf"``, ``"-inf"``."""
+    if value is None or math.isfinite(value):
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """The first place where onnxruntime and eager torch disagree.
+
+    Attributes:
+        name: the graph output that differs: ``"y"``, ``"next_state.<k>.<field>"``,
+            ``"loss"`` or ``"grad.<parameter>"``.
+        step: the time step, or ``None`` for a value a sequence graph only returns at the end
+            (final state, loss, gradient) when the step could not be located.
+        layer: the stack index ``k`` of the neuron layer that owns the value (``None`` for a
+            loss, a gradient, or an output that no neuron layer produces directly).
+        index: the element within one step's tensor (``(b, ...)``), or within the whole
+            tensor when ``step`` is ``None``.
+        torch_value: eager torch's value there.
+        onnx_value: onnxruntime's value there.
+        margin: ``|v - v_th|`` of that neuron at that step in the torch run (for a final value,
+            its smallest margin over all steps); ``None`` where no spike op was recorded.
+        numerical: ``margin <= numerical_margin``: ``v`` was within rounding distance of the
+            threshold, so a last-bit difference can flip the spike and everything after it.
+        kind: ``"spike"`` (an exact spike comparison), ``"value"`` (beyond tolerance) or
+            ``"shape"`` (the tensors do not even have the same shape).
+    """
+
+    name: str
+    step: int | None
+    layer: int | None
+    index: tuple[int, ...]
+    torch_value: float
+    onnx_value: float
+    margin: float | None
+    numerical: bool
+    kind: str = "spike"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(
+            name=self.name,
+            step=self.step,
+            layer=self.layer,
+            index=list(self.index),
+            torch_value=_number(self.torch_value),
+            onnx_value=_number(self.onnx_value),
+            margin=_number(self.margin),
+            numerical=self.numerical,
+            kind=self.kind,
+        )
+
+    def format(self) -> str:
+        where = f"step {self.step}" if self.step is not None else "at the end"
+        layer = f", layer {self.layer}" if self.layer is not None else ""
+        if self.kind == "shape":
+            return f"{self.name}: shapes differ"
+        margin = "margin unknown" if self.margin is None else f"|v - v_th| = {self.margin:.3g}"
+        verdict = "numerical (within the margin)" if self.numerical else "real"
+        element = f"[{', '.join(map(str, self.index))}]" if self.index else ""
+        return (
+            f"{self.name}{element} at {where}{layer}: "
+            f"torch {self.torch_value:.9g}, onnx {self.onnx_value:.9g} ({margin}; {verdict})"
+        )
+
+
+@dataclass(frozen=True)
+class ProviderReport:
+    """One execution provider's run against eager torch.
+
+    Attributes:
+        provider: the onnxruntime execution provider.
+        spikes_equal: every spike output (``y`` of a spiking last layer, ``z`` states) equals
+            torch's exactly, at every step.
+        first_mismatch: where they first disagree (``None`` when nothing does).
+        max_abs: the largest ``|onnx - torch|`` per graph output (states, outputs, gradients).
+        max_rel: the largest ``|onnx - torch| / |torch|`` per output, over the elements where
+            torch's value is not zero.
+        flips: how many spike elements differ in all (after a first flip, trajectories diverge).
+        failed: the outputs that disagree anywhere (spikes exactly, the rest beyond tolerance).
+        error: onnxruntime's error when the run itself failed, else ``None``.
+    """
+
+    provider: str
+    spikes_equal: bool
+    first_mismatch: Mismatch | None
+    max_abs: dict[str, float] = field(default_factory=dict)
+    max_rel: dict[str, float] = field(default_factory=dict)
+    flips: int = 0
+    failed: tuple[str, ...] = ()
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """It ran, and nothing disagrees except after a numerical first flip."""
+        return self.error is None and (self.first_mismatch is None or self.first_mismatch.numerical)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(
+            provider=self.provider,
+            passed=self.passed,
+            spikes_equal=self.spikes_equal,
+            first_mismatch=None if self.first_mismatch is None else self.first_mismatch.to_dict(),
+            max_abs={k: _number(v) for k, v in self.max_abs.items()},
+            max_rel={k: _number(v) for k, v in self.max_rel.items()},
+            flips=self.flips,
+            failed=list(self.failed),
+            error=self.error,
+        )
+
+    def format(self) -> str:
+        if self.error is not None:
+            return f"{self.provider}: FAILED to run: {self.error}"
+        verdict = "passed" if self.passed else "FAILED"
+        spikes = "spikes equal" if self.spikes_equal else f"{self.flips} spike(s) differ"
+        lines = [f"{self.provider}: {verdict}, {spikes}"]
+        if self.first_mismatch is not None:
+            lines.append(f"  first mismatch: {self.first_mismatch.format()}")
+        worst = ", ".join(f"{name} {value:.2g}" for name, value in self.max_abs.items())
+        lines.append(f"  max |onnx - torch|: {worst}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """An exported graph run in onnxruntime against the eager torch model, per provider.
+
+    Attributes:
+        path: the ``.onnx`` file.
+        graph: ``"step"`` or ``"sequence"``.
+        mode: ``"inference"`` or ``"training"``.
+        steps: time steps compared (T).
+        batch: batch size (B).
+        providers: a report per provider that ran.
+        unavailable: requested providers that did not run, with the reason.
+        spikes: spikes the torch run emitted per spike output (0 means the check was weak).
+        rtol, atol: the tolerance of non-spike values (``|onnx - torch| <= atol + rtol|torch|``).
+        numerical_margin: the largest ``|v - v_th|`` at which a spike flip counts as numerical.
+    """
+
+    path: str
+    graph: str
+    mode: str
+    steps: int
+    batch: int
+    providers: dict[str, ProviderReport]
+    unavailable: dict[str, str]
+    spikes: dict[str, int]
+    rtol: float
+    atol: float
+    numerical_margin: float
+
+    @property
+    def passed(self) -> bool:
+        """At least one provider ran, and every one that ran passed."""
+        return bool(self.providers) and all(p.passed for p in self.providers.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable dict (non-finite numbers as strings)."""
+        return dict(
+            path=self.path,
+            graph=self.graph,
+            mode=self.mode,
+            steps=self.steps,
+            batch=self.batch,
+            passed=self.passed,
+            providers={name: p.to_dict() for name, p in self.providers.items()},
+            unavailable=dict(self.unavailable),
+            spikes=dict(self.spikes),
+            rtol=self.rtol,
+            atol=self.atol,
+            numerical_margin=self.numerical_margin,
+        )
+
+    def format(self) -> str:
+        """A short summary: one header line, then one block per provider."""
+        spikes = ", ".join(f"{n}: {c}" for n, c in self.spikes.items()) or "no spike output"
+        lines = [
+            f"{self.path}: {self.graph} graph, {self.mode}, T={self.steps}, B={self.batch}: "
+            f"{'PASSED' if self.passed else 'FAILED'} (torch spikes {spikes})"
+        ]
+        lines += [p.format() for p in self.providers.values()]
+        lines += [f"{name}: unavailable: {why}" for name, why in self.unavailable.items()]
+        return "\n".join(lines)
+
+    def assert_valid(self) -> None:
+        """Raise :class:`~lifexport.errors.ValidationError` unless the report passed."""
+        assert_valid(self)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def assert_valid(report: ValidationReport) -> None:
+    """Raise unless every provider that ran agrees with torch and at least one ran.
+
+    A spike flip whose torch margin is within ``numerical_margin`` (and everything after it)
+    does not raise: the report still shows it.
+
+    Raises:
+        ValidationError: a real mismatch (a spike flip away from the threshold, a state, output
+            or gradient beyond tolerance), a failed run, or no requested provider available.
+    """
+    if not report.providers:
+        reasons = "; ".join(f"{n}: {why}" for n, why in report.unavailable.items())
+        raise ValidationError(
+            f"{report.path}: none of the requested execution providers could run ({reasons})"
+        )
+    if not report.passed:
+        raise ValidationError(f"onnxruntime disagrees with torch:\n{report.format()}")

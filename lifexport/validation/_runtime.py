@@ -1,0 +1,113 @@
+"""onnxruntime: which execution providers can run, sessions, and driving a graph over time.
+
+onnxruntime is imported here, inside the functions, so that lifexport imports without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from lifexport.validation._graph import GraphFile
+
+CPU = "CPUExecutionProvider"
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as error:  # pragma: no cover - onnxruntime is a test dependency
+        raise ImportError(
+            "lifexport.validation needs onnxruntime: pip install 'lifexport[onnx]' (or "
+            "onnxruntime-gpu for the CUDA execution provider)"
+        ) from error
+    return onnxruntime
+
+
+def resolve_providers(providers: str | Iterable[str]) -> tuple[list[str], dict[str, str]]:
+    """Split the requested providers into those to run and those unavailable (with why).
+
+    Raises:
+        ValueError: a name onnxruntime does not know at all, or no provider requested.
+    """
+    ort = import_onnxruntime()
+    requested = [providers] if isinstance(providers, str) else list(providers)
+    requested = list(dict.fromkeys(requested))  # once each, in order
+    if not requested:
+        raise ValueError(f"providers must name at least one execution provider, e.g. ({CPU!r},)")
+    known = ort.get_all_providers()
+    unknown = [p for p in requested if p not in known]
+    if unknown:
+        raise ValueError(
+            f"providers: unknown onnxruntime execution provider(s) {unknown}; known ones are "
+            f"{known}"
+        )
+    available = ort.get_available_providers()
+    run = [p for p in requested if p in available]
+    unavailable = {}
+    for p in requested:
+        if p not in available:
+            hint = "; install onnxruntime-gpu" if p == "CUDAExecutionProvider" else ""
+            unavailable[p] = (
+                f"not in onnxruntime.get_available_providers() = {available} "
+                f"(onnxruntime {ort.__version__}){hint}"
+            )
+    return run, unavailable
+
+
+def open_session(info: GraphFile, provider: str) -> Any:
+    """A session on ``provider`` (CPU as fallback for nodes it lacks), one thread, no
+    spinning, so validation stays cheap on small machines."""
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    providers = [provider] if provider == CPU else [provider, CPU]
+    return ort.InferenceSession(str(info.path), sess_options=options, providers=providers)
+
+
+def _run(session: Any, info: GraphFile, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return dict(zip(info.output_names, session.run(list(info.output_names), dict(feeds))))
+
+
+def run_sequence(
+    session: Any,
+    info: GraphFile,
+    xs: np.ndarray,
+    constants: Mapping[str, np.ndarray],
+    initial: Mapping[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """One run of a sequence graph over all of ``xs`` from ``initial`` (its state inputs)."""
+    return _run(session, info, {**constants, "x": xs, **initial})
+
+
+def run_steps(
+    session: Any,
+    info: GraphFile,
+    xs: np.ndarray,
+    constants: Mapping[str, np.ndarray],
+    initial: Mapping[str, np.ndarray],
+    target_steps: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Drive a graph one step at a time, feeding ``next_state.*`` back into ``state.*``.
+
+    A step graph takes ``xs[t]`` (and ``target_steps[t]``); a sequence graph takes one-step
+    chunks ``xs[t:t+1]`` (its ``y`` loses that time axis) and the batch-first target as it
+    is. Returns each output stacked over steps, ``(T, ...)``.
+    """
+    chunks = info.graph == "sequence"
+    state = dict(initial)
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in info.output_names}
+    for t in range(xs.shape[0]):
+        feeds = {**constants, "x": xs[t : t + 1] if chunks else xs[t], **state}
+        if target_steps is not None:
+            feeds["target"] = target_steps if chunks else target_steps[t]
+        out = _run(session, info, feeds)
+        for name, value in out.items():
+            rows[name].append(value[0] if chunks and name == "y" else value)
+        state = {name: out[f"next_{name}"] for name in state}
+    return {name: np.stack(values) for name, values in rows.items()}
