@@ -80,7 +80,9 @@ def raster(model, x: torch.Tensor, label: int, path: Path) -> None:
     for digit in range(10):
         style = dict(lw=2.0, color="tab:red") if digit == label else dict(lw=0.8, color="0.6")
         axes[2].plot(potentials[:, 0, digit].numpy(), **style)
-    axes[2].set_title(f"readout: 10 leaky integrators (digit {label} in red, the others grey)", fontsize=9)
+    axes[2].set_title(
+        f"readout: 10 leaky integrators (digit {label} in red, the others grey)", fontsize=9
+    )
     axes[2].set_xlabel("time step")
     axes[2].set_ylabel("v")
     fig.tight_layout()

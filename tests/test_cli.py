@@ -71,9 +71,10 @@ def test_validate_passes_with_json_report(exported):
     report = json.loads(result.stdout)
     cpu = report["providers"]["CPUExecutionProvider"]
     assert cpu["passed"] and cpu["spikes_equal"]
-    assert "CUDAExecutionProvider" in report["unavailable"] or "CUDAExecutionProvider" in report[
-        "providers"
-    ]
+    assert (
+        "CUDAExecutionProvider" in report["unavailable"]
+        or "CUDAExecutionProvider" in report["providers"]
+    )
 
 
 def test_validate_against_another_model_exits_with_code_1(exported):

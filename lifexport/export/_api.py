@@ -95,9 +95,9 @@ def _field_names(state: Any) -> list[str]:
 
 def state_names(model: torch.nn.Module, x_step: Tensor) -> list[str]:
     """The names ``state.<k>.<field>`` of a model's state tensors, in flattening order."""
+    layers = _neuron_layers(model)  # first: raises ExportError for an unsupported model
     step_model = model.module if isinstance(model, TimeLoop) else model
     state = step_model.initial_state(x_step)
-    layers = _neuron_layers(model)
     per_layer = [state] if isinstance(step_model, NeuronModule) else [state[k] for k, _ in layers]
     return [
         f"state.{k}.{field}"
@@ -225,7 +225,9 @@ def to_onnx(
 
     Raises:
         ExportError: an unsupported model or layer (named), or an export that failed.
-        ValueError: an unknown ``graph`` or ``mode``, a ``loss`` without ``target``.
+        ValueError: an unknown ``graph`` or ``mode``, a ``loss`` without ``target``, an
+            ``example_input`` that does not fit the model, or ``mode="training"`` for a model
+            without trainable parameter.
         FileNotFoundError: ``path``'s folder does not exist.
 
     Examples:
@@ -244,11 +246,34 @@ def to_onnx(
         raise ValueError("loss and target go together: give both, or neither (sum of spikes)")
     path = _check_path(path)
     _neuron_layers(model)  # raises ExportError naming an unsupported model or layer
+    if mode == "training" and not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(
+            f"{type(model).__name__} has no parameter with requires_grad=True, so a training "
+            "graph would have no gradient; make the weights (or v_th) nn.Parameters"
+        )
     if not isinstance(example_input, Tensor) or not example_input.dtype.is_floating_point:
         raise ValueError(f"example_input must be a floating-point tensor, got {example_input!r}")
+    axes = "one step (B, ...)" if graph == "step" else "a sequence (T, B, ...)"
+    if example_input.dim() < (1 if graph == "step" else 2):
+        raise ValueError(
+            f"a {graph} graph takes {axes}; got example_input of shape {tuple(example_input.shape)}"
+        )
+    # Strides are traced as they are: a view such as xs[:, :2] of a (T, 360, F) tensor keeps a
+    # stride of 360 * F, which fails the training trace ("Constraints violated (B)", torch 2.13).
+    example_input = example_input.contiguous()
+    if isinstance(target, Tensor):
+        target = target.contiguous()
     x_step = example_input if graph == "step" else example_input[0]
     step_model = model.module if isinstance(model, TimeLoop) else model
-    example_state = step_model.initial_state(x_step)
+    try:
+        example_state = step_model.initial_state(x_step)
+        with torch.no_grad():  # one eager step: the layers' own checks of their input
+            step_model.step(x_step, example_state)
+    except (RuntimeError, ValueError) as error:  # e.g. a Linear of other in_features
+        raise ValueError(
+            f"example_input of shape {tuple(example_input.shape)} does not fit the model "
+            f"({error}); a {graph} graph takes {axes}"
+        ) from error
     names = state_names(model, x_step)
     states, _ = flatten_state(example_state)
 
