@@ -123,13 +123,17 @@ def run_demo(
     stage("exporting a sequence graph, a step graph and a training graph")
     seq = to_onnx(model, xs[:, :2], out_dir / "digits_sequence.onnx", with_state=False)
     step = to_onnx(model, xs[0, :2], out_dir / "digits_step.onnx", graph="step")
+
+    def loss(y, target):
+        return torch.nn.functional.cross_entropy(digits.readout(y), target)
+
     training = to_onnx(
         model,
         xs[:, :2],
         out_dir / "digits_training.onnx",
         mode="training",
         with_state=False,
-        loss=lambda y, target: torch.nn.functional.cross_entropy(digits.readout(y), target),
+        loss=loss,
         target=y_test[:2],
     )
     result["files"] = {
@@ -141,6 +145,9 @@ def run_demo(
     reports = {
         "sequence": validate(model, seq.path, sample, providers),
         "step": validate(model, step.path, sample, providers),
+        "training": validate(
+            model, training.path, sample, providers, target=y_test[:16], loss=loss
+        ),
     }
     result["validation"] = {name: report.to_dict() for name, report in reports.items()}
     result["validation_passed"] = all(r.passed for r in reports.values())
@@ -185,7 +192,7 @@ def format_result(result: dict[str, Any]) -> str:
     lines.append(f"onnxruntime test accuracy: {100 * result['onnxruntime_accuracy']:.2f}% ({same})")
     lines.append("exported:")
     lines += [f"  {kind:9s} {path}" for kind, path in result["files"].items()]
-    lines.append("parity (onnxruntime vs eager torch, 16 test images):")
+    lines.append("parity (onnxruntime vs eager torch, 16 test images; training: loss, gradients):")
     for graph, report in result["validation"].items():
         for provider, r in report["providers"].items():
             status = "ok" if r["passed"] else "MISMATCH"

@@ -27,6 +27,17 @@ TRANSLATIONS = {
 """Translations the exporter lacks, merged into every translation table."""
 
 
+TRAINING_DECOMPOSITIONS = torch._decomp.get_decompositions(
+    [torch.ops.aten.nll_loss_forward, torch.ops.aten.nll_loss_backward]
+)
+"""Decompositions applied while tracing a training step, before the exporter sees it.
+
+torch 2.13 / onnxscript 0.7.2: the exporter's ``aten.nll_loss_backward`` (the backward of
+``cross_entropy``) drops ``reduction="mean"``'s division by the batch, so onnxruntime's
+gradients come out B times torch's; decomposed into gathers and a division, they match.
+"""
+
+
 _NOISY_LOGGERS = (
     # torch 2.13: logs a warning per torchvision op it cannot register when torchvision is
     # not installed (it is not a lifexport dependency).

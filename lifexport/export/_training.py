@@ -33,6 +33,7 @@ from torch import Tensor
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._pytree import tree_leaves
 
+from lifexport.export import _quirks
 from lifexport.export._program import takes_varargs
 
 
@@ -162,7 +163,9 @@ def trace_training_step(
         return (value, *[t.detach() for t in tree_leaves(out)], *grads)
 
     leaves = [p.detach().requires_grad_() for p in params.values()]
-    traced = make_fx(step, tracing_mode="symbolic")(*leaves, *constants.values(), *args)
+    traced = make_fx(
+        step, tracing_mode="symbolic", decomposition_table=_quirks.TRAINING_DECOMPOSITIONS
+    )(*leaves, *constants.values(), *args)
     n_outputs = len(exported.graph_signature.user_outputs)
     if dynamic_shapes is not None:
         dynamic_shapes = (None,) * len(params) + tuple(dynamic_shapes)

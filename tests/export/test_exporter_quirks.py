@@ -139,3 +139,38 @@ def test_scan_refuses_a_named_tuple_carry():
 
     with pytest.raises(Exception, match="must consist of tensors"):
         export_program(forward, (torch.rand(4, 2, 3),), mode="inference")
+
+
+def _cross_entropy_grad(weight, x, target):
+    logits = x @ weight.t()
+    loss = torch.nn.functional.cross_entropy(logits, target)
+    return (loss, *torch.autograd.grad(loss, [weight]))
+
+
+def test_exporter_drops_the_mean_of_nll_loss_backward(ort_session):
+    """torch 2.13 / onnxscript 0.7.2: exported as is, the backward of a mean cross-entropy
+    forgets the division by the batch (onnxruntime's gradient is B times torch's), which is
+    why training steps are traced with ``TRAINING_DECOMPOSITIONS``."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from lifexport.export._quirks import TRAINING_DECOMPOSITIONS
+
+    weight = torch.randn(3, 4, requires_grad=True)
+    x, target = torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0])
+    (expected,) = torch.autograd.grad(
+        torch.nn.functional.cross_entropy(x @ weight.t(), target), [weight]
+    )
+    feeds = {"weight": weight.detach().numpy(), "x": x.numpy(), "target": target.numpy()}
+    grads = {}
+    for name, table in (("raw", None), ("decomposed", TRAINING_DECOMPOSITIONS)):
+        traced = make_fx(_cross_entropy_grad, decomposition_table=table)(weight, x, target)
+        model = export_program(
+            traced,
+            (weight.detach(), x, target),
+            mode="inference",
+            input_names=["weight", "x", "target"],
+            output_names=["loss", "grad"],
+        )
+        grads[name] = ort_session(model)(feeds)["grad"]
+    torch.testing.assert_close(torch.from_numpy(grads["raw"]), 5 * expected)  # the quirk
+    torch.testing.assert_close(torch.from_numpy(grads["decomposed"]), expected)

@@ -262,3 +262,41 @@ def test_examples_may_be_views_of_a_larger_batch(tmp_path, ort_session):
         np.testing.assert_allclose(
             result[f"grad.{name}"], grad.numpy(), rtol=1e-4, atol=1e-4 * grad.abs().max().item()
         )
+
+
+def test_cross_entropy_gradients_at_another_batch_size(tmp_path):
+    """A mean-reduced cross-entropy (nll_loss) trains the same in onnxruntime at any batch:
+    the exporter's own nll_loss backward would scale the gradients by the batch size."""
+    torch.manual_seed(0)
+    net = lifexport.SequentialState(
+        torch.nn.Linear(4, 8),
+        lifexport.LIFRefrac(F.LIFRefracParameters(F.LIFParameters(method="triangle", alpha=1.0))),
+        torch.nn.Linear(8, 3),
+        lifexport.LI(),
+    )
+
+    def loss(y, target):
+        return torch.nn.functional.cross_entropy(y.max(0).values, target)
+
+    x = 3 * torch.rand(20, 2, 4)
+    exported = lifexport.to_onnx(
+        net,
+        x,
+        tmp_path / "ce.onnx",
+        mode="training",
+        with_state=False,
+        loss=loss,
+        target=torch.tensor([0, 2]),
+    )
+    drive, target = 3 * torch.rand(20, 7, 4), torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    report = lifexport.validate(
+        net, exported.path, drive, ["CPUExecutionProvider"], target=target, loss=loss
+    )
+    assert report.passed, report.format()
+    assert (
+        max(
+            report.providers["CPUExecutionProvider"].max_abs[f"grad.{n}"]
+            for n, _ in net.named_parameters()
+        )
+        < 1e-4
+    )
