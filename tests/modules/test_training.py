@@ -20,15 +20,7 @@ from lifexport.functional import LIFParameters, LIFRefracParameters
 T, BATCH, HIDDEN, STEPS = 20, 32, 16, 100
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and with another process busy on this
-    2-core machine the thread pool's barriers made a run 25x slower (measured). One thread
-    here, restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def spike_data(n, gen):
