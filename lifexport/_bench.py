@@ -28,6 +28,7 @@ import torch
 from lifexport.export import to_onnx
 from lifexport.modules import LIFRefrac, SequentialState
 from lifexport.modules import compile as lifexport_compile
+from lifexport.validation._runtime import make_session
 
 
 @dataclass
@@ -41,12 +42,17 @@ class Config:
     norse: bool = True  # include Norse 1.1.0 when it is installed
     onnxruntime: bool = True  # include the onnxruntime rows
 
+    def timed(self, fn: Callable[[], object]) -> float:
+        """:func:`median_ms` with this run's repeats and warm-up."""
+        return median_ms(fn, self.repeats, self.warmup)
 
-def median_ms(fn: Callable[[], object], cfg: Config) -> float:
-    for _ in range(cfg.warmup):
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
+    """The median wall time of ``repeats`` calls after ``warmup`` untimed ones, in ms."""
+    for _ in range(warmup):
         fn()
     times = []
-    for _ in range(cfg.repeats):
+    for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
@@ -87,30 +93,21 @@ def _have_norse() -> bool:
     return True
 
 
-def _ort_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def _ort_rows(workload: str, model: torch.nn.Module, x: torch.Tensor, cfg: Config, add) -> None:
     """The sequence graph over the whole input, and the step graph at B=1, per step."""
     with tempfile.TemporaryDirectory() as folder:
         seq = to_onnx(model, x[:2], Path(folder) / "seq.onnx", with_state=False)
-        session = _ort_session(seq.path, torch.get_num_threads())
+        session = make_session(seq.path, threads=torch.get_num_threads())
         feeds = {"x": x.numpy()}
         add(
             workload,
             "onnxruntime sequence",
             "forward",
-            median_ms(lambda: session.run(None, feeds), cfg),
+            cfg.timed(lambda: session.run(None, feeds)),
         )
 
         step = to_onnx(model, x[0, :1], Path(folder) / "step.onnx", graph="step")
-        session = _ort_session(step.path, 1)
+        session = make_session(step.path, threads=1)
         x1 = x[:, :1].numpy()  # (T, 1, N)
         state = {name: t.numpy() for name, t in zip(step.state_names, _rest_state(model, x[0, :1]))}
         names = [f"next_{n}" for n in step.state_names]
@@ -121,7 +118,12 @@ def _ort_rows(workload: str, model: torch.nn.Module, x: torch.Tensor, cfg: Confi
                 out = session.run(names, {"x": x_t, **s})
                 s = dict(zip(step.state_names, out))
 
-        add(workload, "onnxruntime step B=1", "per step", median_ms(stream, cfg) / cfg.t)
+        add(
+            workload,
+            "onnxruntime step B=1",
+            "per step",
+            cfg.timed(stream) / cfg.t,
+        )
 
 
 def _rest_state(model, x_step):
@@ -143,10 +145,15 @@ def bench(cfg: Config, log: Callable[[str], None] = print) -> list[dict]:
         log(f"  {workload:3s} {variant:22s} {pass_:8s} {ms:9.3f} ms")
 
     out = torch.empty_like(x)
-    add("-", "floor: copy", "forward", median_ms(lambda: out.copy_(x), cfg))
+    add("-", "floor: copy", "forward", cfg.timed(lambda: out.copy_(x)))
     weight = torch.randn(cfg.n, cfg.n) / cfg.n**0.5
     flat, product = x.reshape(-1, cfg.n), torch.empty(cfg.t * cfg.b, cfg.n)
-    add("-", "floor: gemm", "forward", median_ms(lambda: torch.mm(flat, weight, out=product), cfg))
+    add(
+        "-",
+        "floor: gemm",
+        "forward",
+        cfg.timed(lambda: torch.mm(flat, weight, out=product)),
+    )
 
     with_norse = cfg.norse and _have_norse()
     for workload in ("W1", "W2"):
@@ -168,8 +175,8 @@ def bench(cfg: Config, log: Callable[[str], None] = print) -> list[dict]:
             def forward_backward(run=run, x_grad=x_grad):
                 run(x_grad).sum().backward()
 
-            add(workload, name, "forward", median_ms(forward, cfg))
-            add(workload, name, "fwd+bwd", median_ms(forward_backward, cfg))
+            add(workload, name, "forward", cfg.timed(forward))
+            add(workload, name, "fwd+bwd", cfg.timed(forward_backward))
         if cfg.onnxruntime:
             _ort_rows(workload, eager, x, cfg, add)
     return rows

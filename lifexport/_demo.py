@@ -10,9 +10,7 @@
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,9 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from lifexport._bench import median_ms
 from lifexport.export import to_onnx
 from lifexport.modules import compile as lifexport_compile
 from lifexport.validation import validate
+from lifexport.validation._runtime import make_session
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,24 +38,6 @@ def _digits():
     import models.digits
 
     return models.digits
-
-
-def _ort_session(path: Path, provider: str = "CPUExecutionProvider"):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=[provider])
-
-
-def _median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def raster(model, x: torch.Tensor, label: int, path: Path) -> None:
@@ -153,7 +135,7 @@ def run_demo(
     result["validation_passed"] = all(r.passed for r in reports.values())
 
     stage("onnxruntime accuracy")
-    session = _ort_session(seq.path)
+    session = make_session(seq.path)
     (ort_potentials,) = session.run(["y"], {"x": xs.numpy()})
     ort_pred = torch.from_numpy(np.asarray(ort_potentials)).max(0).values.argmax(1)
     result["onnxruntime_accuracy"] = (ort_pred == y_test).float().mean().item()
@@ -165,11 +147,13 @@ def run_demo(
     compiled = lifexport_compile(model)
     with torch.no_grad():
         speed = {
-            "torch eager": _median_ms(lambda: model(xs)),
-            "torch compiled": _median_ms(lambda: compiled(xs)),
+            "torch eager": median_ms(lambda: model(xs), repeats=5, warmup=1),
+            "torch compiled": median_ms(lambda: compiled(xs), repeats=5, warmup=1),
         }
     feeds = {"x": xs.numpy()}
-    speed["onnxruntime sequence"] = _median_ms(lambda: session.run(["y"], feeds))
+    speed["onnxruntime sequence"] = median_ms(
+        lambda: session.run(["y"], feeds), repeats=5, warmup=1
+    )
     result["speed_ms"] = {k: round(v, 2) for k, v in speed.items()}
 
     stage("spike raster")

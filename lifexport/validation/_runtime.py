@@ -5,6 +5,7 @@ onnxruntime is imported here, inside the functions, so that lifexport imports wi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -57,17 +58,24 @@ def resolve_providers(providers: str | Iterable[str]) -> tuple[list[str], dict[s
     return run, unavailable
 
 
-def open_session(info: GraphFile, provider: str) -> Any:
-    """A session on ``provider`` (CPU as fallback for nodes it lacks), one thread, no
-    spinning, so validation stays cheap on small machines."""
+def make_session(path: str | os.PathLike, provider: str = CPU, threads: int = 0) -> Any:
+    """An onnxruntime session on ``provider`` (CPU as fallback for nodes it lacks) with
+    thread spinning off, which on small machines only burns the cores other work needs.
+    ``threads``: intra- and inter-op threads; 0 keeps onnxruntime's default."""
     ort = import_onnxruntime()
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     providers = [provider] if provider == CPU else [provider, CPU]
-    return ort.InferenceSession(str(info.path), sess_options=options, providers=providers)
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+
+def open_session(info: GraphFile, provider: str) -> Any:
+    """A validation session: one thread, so validation stays cheap on small machines."""
+    return make_session(info.path, provider, threads=1)
 
 
 def _run(session: Any, info: GraphFile, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
