@@ -69,22 +69,6 @@ def _shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def _onnx_file(text: str) -> Path:
-    """An existing ONNX file with lifexport metadata; a clear one-line error otherwise."""
-    import onnx
-
-    path = Path(text)
-    if not path.is_file():
-        raise UsageError(f"no such file: {text}")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:
-        raise UsageError(f"{text} is not an ONNX file") from None
-    if not model.graph.node:
-        raise UsageError(f"{text} is not an ONNX model (no graph)")
-    return path
-
-
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
@@ -108,7 +92,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    import onnx
     import torch
 
     from lifexport.export import to_onnx
@@ -125,14 +108,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             graph=args.graph,
             mode=args.mode,
             with_state=not args.no_state,
+            metadata={"lifexport.source": args.model},  # for `lifexport validate FILE`
         )
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
-    onnx_model = onnx.load(str(exported.path))
-    onnx_model.metadata_props.add(key="lifexport.source", value=args.model)
-    from lifexport.export import save_model
-
-    save_model(onnx_model, exported.path)
     data = {
         "path": str(exported.path),
         "graph": exported.graph,
@@ -150,27 +129,27 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    import onnx
     import torch
 
     from lifexport.validation import validate
+    from lifexport.validation._graph import read_graph
 
-    path = _onnx_file(args.onnx)
-    metadata = {
-        p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props
-    }
-    spec = args.model or metadata.get("lifexport.source")
+    try:
+        info = read_graph(args.onnx)  # a missing, non-ONNX or non-lifexport file: one line
+    except (ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
+    spec = args.model or info.source
     if spec is None:
         raise UsageError(
-            f"{path} does not name its torch model (it was not written by `lifexport export`); "
-            "pass --model package.module:function"
+            f"{info.path} does not name its torch model (it was not written by `lifexport "
+            "export`); pass --model package.module:function"
         )
     model = _load_callable(spec)
     inputs = None
     if args.input is not None:
         inputs = torch.load(args.input, weights_only=True)
     try:
-        report = validate(model, path, inputs, tuple(args.providers), steps=args.steps)
+        report = validate(model, info.path, inputs, tuple(args.providers), steps=args.steps)
     except (ValueError, FileNotFoundError) as error:
         raise UsageError(str(error)) from None
     _emit(args, report.to_dict(), report.format())

@@ -86,13 +86,13 @@ def test_validate_against_another_model_exits_with_code_1(exported):
 
 def test_validate_missing_file(tmp_path):
     result = lifexport("validate", str(tmp_path / "missing.onnx"))
-    assert_one_line_usage_error(result, "no such file", "missing.onnx")
+    assert_one_line_usage_error(result, "does not exist", "missing.onnx")
 
 
 def test_validate_not_an_onnx_file(tmp_path):
     path = tmp_path / "notes.onnx"
     path.write_text("not a model")
-    assert_one_line_usage_error(lifexport("validate", str(path)), "not an ONNX file")
+    assert_one_line_usage_error(lifexport("validate", str(path)), "not an ONNX model")
 
 
 def test_validate_wrong_input_shape(exported, tmp_path):

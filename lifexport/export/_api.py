@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -199,6 +199,7 @@ def to_onnx(
     with_state: bool = True,
     loss: Callable[[Tensor, Tensor], Tensor] | None = None,
     target: Tensor | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> ExportedModel:
     """Export a lifexport model to ONNX, checked and written atomically.
 
@@ -219,6 +220,7 @@ def to_onnx(
             spikes) when ``None``.
         target: training mode, with ``loss``: an example target, batch first (its first
             dimension is B); it becomes input ``target``.
+        metadata: more ``metadata_props`` to store, beside lifexport's own.
 
     Returns:
         The file's path and its input, output and state names.
@@ -298,6 +300,7 @@ def to_onnx(
         "lifexport.state_names": json.dumps(state_inputs),
         "lifexport.layers": json.dumps(_layer_metadata(model)),
         "lifexport.example_shape": json.dumps(list(example_input.shape)),
+        **(metadata or {}),
     }
     if mode == "training":
         if target is not None:

@@ -37,6 +37,8 @@ class GraphFile:
         example_shape: the shape of the example input it was exported with.
         dtype: the element type of ``x``.
         input_ranks: the rank of each graph input.
+        source: the ``package.module:function`` that built the model, when
+            ``lifexport export`` wrote the file (``None`` otherwise).
     """
 
     path: Path
@@ -49,6 +51,7 @@ class GraphFile:
     example_shape: tuple[int, ...]
     dtype: torch.dtype
     input_ranks: dict[str, int]
+    source: str | None = None
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
@@ -114,6 +117,7 @@ def read_graph(path: str | os.PathLike) -> GraphFile:
         example_shape=tuple(json.loads(metadata["lifexport.example_shape"])),
         dtype=dtype,
         input_ranks={i.name: len(i.type.tensor_type.shape.dim) for i in inputs},
+        source=metadata.get("lifexport.source"),
     )
 
 
