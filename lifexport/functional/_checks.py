@@ -106,3 +106,34 @@ def check_parameters(p: NamedTuple, shape: torch.Size, like: Tensor, prefix: str
                 )
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
+
+
+def check_weighted_args(input_tensor: Tensor, dt: float, **weights: Tensor) -> torch.Size:
+    """Check the input, ``dt`` and the weights of a step, given by keyword: ``input_weights``
+    (hidden, features) and, for a recurrent step, ``recurrent_weights`` (hidden, hidden).
+    Returns the state shape ``(*, hidden)``."""
+    check_input("input_tensor", input_tensor)
+    check_dt(dt)
+    axes = {"input_weights": "(hidden, features)", "recurrent_weights": "(hidden, hidden)"}
+    for name, w in weights.items():
+        if not isinstance(w, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor {axes[name]}, got {type(w).__name__}")
+        if w.dim() != 2:
+            raise ValueError(
+                f"{name} must be a 2-D tensor {axes[name]}, got shape {tuple(w.shape)}"
+            )
+        check_like(name, w, input_tensor)
+    input_weights = weights["input_weights"]
+    hidden, features = input_weights.shape
+    if features != input_tensor.shape[-1]:
+        raise ValueError(
+            f"input_weights must have shape (hidden, {input_tensor.shape[-1]}) to match "
+            f"input_tensor's last dimension, got {tuple(input_weights.shape)}"
+        )
+    recurrent_weights = weights.get("recurrent_weights")
+    if recurrent_weights is not None and recurrent_weights.shape != (hidden, hidden):
+        raise ValueError(
+            f"recurrent_weights must have shape ({hidden}, {hidden}) to match input_weights' "
+            f"hidden size, got {tuple(recurrent_weights.shape)}"
+        )
+    return input_tensor.shape[:-1] + (hidden,)

@@ -15,9 +15,9 @@ from torch import Tensor
 from lifexport.functional._checks import (
     check_dt,
     check_input,
-    check_like,
     check_parameters,
     check_state,
+    check_weighted_args,
 )
 
 __all__ = ["LIParameters", "LIState", "li_feed_forward_step", "li_step"]
@@ -93,19 +93,7 @@ def li_step(
     Returns:
         ``(v, LIState(v, i))``.
     """
-    check_input("input_tensor", input_tensor)
-    check_dt(dt)
-    if not isinstance(input_weights, Tensor) or input_weights.dim() != 2:
-        got = tuple(input_weights.shape) if isinstance(input_weights, Tensor) else "no tensor"
-        raise ValueError(f"input_weights must be a 2-D tensor (hidden, features), got {got}")
-    check_like("input_weights", input_weights, input_tensor)
-    hidden, features = input_weights.shape
-    if features != input_tensor.shape[-1]:
-        raise ValueError(
-            f"input_weights must have shape (hidden, {input_tensor.shape[-1]}) to match "
-            f"input_tensor's last dimension, got {tuple(input_weights.shape)}"
-        )
-    shape = input_tensor.shape[:-1] + (hidden,)
+    shape = check_weighted_args(input_tensor, dt, input_weights=input_weights)
     check_state(state, (LIState,), shape, input_tensor)
     check_parameters(p, shape, input_tensor)
     i_jump = state.i + torch.nn.functional.linear(input_tensor, input_weights)

@@ -31,9 +31,9 @@ from torch import Tensor
 from lifexport.functional._checks import (
     check_dt,
     check_input,
-    check_like,
     check_parameters,
     check_state,
+    check_weighted_args,
 )
 from lifexport.functional.threshold import threshold
 
@@ -132,38 +132,6 @@ def _lif_feed_forward_step(
     return z_new, LIFFeedForwardState(v_new, i_decayed)
 
 
-def check_recurrent_args(
-    input_tensor: Tensor,
-    input_weights: Tensor,
-    recurrent_weights: Tensor,
-    dt: float,
-) -> torch.Size:
-    """Check a recurrent step's input, weights and ``dt``; return the state shape."""
-    check_input("input_tensor", input_tensor)
-    check_dt(dt)
-    for name, w, axes in (
-        ("input_weights", input_weights, "(hidden, features)"),
-        ("recurrent_weights", recurrent_weights, "(hidden, hidden)"),
-    ):
-        if not isinstance(w, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor {axes}, got {type(w).__name__}")
-        if w.dim() != 2:
-            raise ValueError(f"{name} must be a 2-D tensor {axes}, got shape {tuple(w.shape)}")
-        check_like(name, w, input_tensor)
-    hidden, features = input_weights.shape
-    if features != input_tensor.shape[-1]:
-        raise ValueError(
-            f"input_weights must have shape (hidden, {input_tensor.shape[-1]}) to match "
-            f"input_tensor's last dimension, got {tuple(input_weights.shape)}"
-        )
-    if recurrent_weights.shape != (hidden, hidden):
-        raise ValueError(
-            f"recurrent_weights must have shape ({hidden}, {hidden}) to match input_weights' "
-            f"hidden size, got {tuple(recurrent_weights.shape)}"
-        )
-    return input_tensor.shape[:-1] + (hidden,)
-
-
 def lif_step(
     input_tensor: Tensor,
     state: LIFState,
@@ -195,7 +163,9 @@ def lif_step(
         >>> s.i
         tensor([[2.4000, 2.4000]])
     """
-    shape = check_recurrent_args(input_tensor, input_weights, recurrent_weights, dt)
+    shape = check_weighted_args(
+        input_tensor, dt, input_weights=input_weights, recurrent_weights=recurrent_weights
+    )
     check_state(state, (LIFState,), shape, input_tensor)
     check_parameters(p, shape, input_tensor)
     return _lif_step(input_tensor, state, input_weights, recurrent_weights, p, dt)

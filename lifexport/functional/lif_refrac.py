@@ -25,14 +25,19 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from lifexport.functional._checks import check_dt, check_input, check_parameters, check_state
+from lifexport.functional._checks import (
+    check_dt,
+    check_input,
+    check_parameters,
+    check_state,
+    check_weighted_args,
+)
 from lifexport.functional.lif import (
     LIFFeedForwardState,
     LIFParameters,
     LIFState,
     _lif_feed_forward_step,
     _lif_step,
-    check_recurrent_args,
 )
 from lifexport.functional.threshold import threshold
 
@@ -137,7 +142,9 @@ def lif_refrac_step(
         >>> z, s.rho
         (tensor([[1., 1.]]), tensor([[5., 5.]]))
     """
-    shape = check_recurrent_args(input_tensor, input_weights, recurrent_weights, dt)
+    shape = check_weighted_args(
+        input_tensor, dt, input_weights=input_weights, recurrent_weights=recurrent_weights
+    )
     check_state(state, (LIFRefracState, LIFState), shape, input_tensor)
     check_parameters(p, shape, input_tensor)
     z_new, s_new = _lif_step(input_tensor, state.lif, input_weights, recurrent_weights, p.lif, dt)
