@@ -49,7 +49,7 @@ def raster(model, x: torch.Tensor, label: int, path: Path) -> None:
 
     with torch.no_grad():
         hidden, _ = model[1](model[0](x))  # (T, 1, 256) spikes
-        potentials, _ = model(x)  # (T, 1, 10)
+        potentials, _ = model[3](model[2](hidden))  # (T, 1, 10)
     fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True, height_ratios=[2, 3, 2])
     for ax, data, title in (
         (axes[0], x[:, 0].T, "input: 64 pixels, rate-coded spikes"),

@@ -93,10 +93,15 @@ def _field_names(state: Any) -> list[str]:
     return names
 
 
+def _step_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module whose ``step`` and ``initial_state`` define one time step of ``model``."""
+    return model.module if isinstance(model, TimeLoop) else model
+
+
 def state_names(model: torch.nn.Module, x_step: Tensor) -> list[str]:
     """The names ``state.<k>.<field>`` of a model's state tensors, in flattening order."""
     layers = _neuron_layers(model)  # first: raises ExportError for an unsupported model
-    step_model = model.module if isinstance(model, TimeLoop) else model
+    step_model = _step_model(model)
     state = step_model.initial_state(x_step)
     per_layer = [state] if isinstance(step_model, NeuronModule) else [state[k] for k, _ in layers]
     return [
@@ -111,7 +116,7 @@ class _StepGraph(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module, example_state: Any) -> None:
         super().__init__()
-        self.model = model.module if isinstance(model, TimeLoop) else model
+        self.model = _step_model(model)
         self._unflatten = flatten_state(example_state)[1]
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
@@ -266,7 +271,7 @@ def to_onnx(
     if isinstance(target, Tensor):
         target = target.contiguous()
     x_step = example_input if graph == "step" else example_input[0]
-    step_model = model.module if isinstance(model, TimeLoop) else model
+    step_model = _step_model(model)
     try:
         example_state = step_model.initial_state(x_step)
         with torch.no_grad():  # one eager step: the layers' own checks of their input
