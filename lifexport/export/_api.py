@@ -30,7 +30,7 @@ from torch import Tensor
 from lifexport._version import __version__
 from lifexport.errors import ExportError
 from lifexport.export._ops import check_mode
-from lifexport.export._program import export_program
+from lifexport.export._program import export_program, kept_modes
 from lifexport.export._training import trace_training_step
 from lifexport.modules._neuron import NeuronModule
 from lifexport.modules._time import flatten_state
@@ -322,14 +322,15 @@ def to_onnx(
                 return outputs[0].sum()
 
         try:
-            traced = trace_training_step(
-                module,
-                tuple(args),
-                loss=loss_fn,
-                dynamic_shapes=tuple(dims),
-                input_names=input_names,
-                output_names=output_names,
-            )
+            with kept_modes(model):
+                traced = trace_training_step(
+                    module,
+                    tuple(args),
+                    loss=loss_fn,
+                    dynamic_shapes=tuple(dims),
+                    input_names=input_names,
+                    output_names=output_names,
+                )
         except Exception as error:
             raise ExportError(f"tracing the training graph failed: {error}") from error
         # parameters by the user's names, not the wrappers' attribute paths
@@ -342,16 +343,17 @@ def to_onnx(
         ]
     metadata["lifexport.inputs"] = json.dumps(input_names)
     metadata["lifexport.outputs"] = json.dumps(output_names)
-    export_program(
-        module,
-        tuple(args),
-        path,
-        mode=mode,
-        dynamic_shapes=tuple(dims),
-        input_names=input_names,
-        output_names=output_names,
-        metadata=metadata,
-    )
+    with kept_modes(model):
+        export_program(
+            module,
+            tuple(args),
+            path,
+            mode=mode,
+            dynamic_shapes=tuple(dims),
+            input_names=input_names,
+            output_names=output_names,
+            metadata=metadata,
+        )
     return ExportedModel(
         path, graph, mode, tuple(input_names), tuple(output_names), tuple(state_inputs)
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import onnx
@@ -39,6 +40,21 @@ def as_module(fn_or_module: Callable) -> torch.nn.Module:
     return _Function(fn_or_module)
 
 
+@contextmanager
+def kept_modes(module: torch.nn.Module) -> Iterator[None]:
+    """Give every submodule of ``module`` back its own ``training`` flag on the way out.
+
+    ``module.train(flag)`` would set one flag on all of them, which turns an eval-mode
+    model's Dropout back on, or a mix (a frozen BatchNorm in a training model) into one mode.
+    """
+    flags = [(m, m.training) for m in module.modules()]
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
 def takes_varargs(module: torch.nn.Module) -> bool:
     kinds = [p.kind for p in inspect.signature(module.forward).parameters.values()]
     return kinds == [inspect.Parameter.VAR_POSITIONAL]
@@ -57,8 +73,8 @@ def export_program(
 ) -> onnx.ModelProto:
     """Export a torch program to a checked ONNX model, and save it if ``path`` is given.
 
-    The program runs in eval mode (a module's mode is restored afterwards) and without
-    autograd: a training graph's gradients come from :func:`trace_training_step`.
+    The program runs in eval mode (every submodule's own mode is restored afterwards, also
+    when the export fails) and without autograd: a training graph's gradients come from :func:`trace_training_step`.
 
     Args:
         fn_or_module: a module, or a function of tensors (for a function, or a module whose
@@ -102,10 +118,9 @@ def export_program(
                 "per argument"
             )
         dynamic_shapes = (tuple(dynamic_shapes),)  # torch.export sees *args as one argument
-    was_training = module.training
     try:
-        module.eval()
-        with _quirks.exporter_context():
+        with kept_modes(module), _quirks.exporter_context():
+            module.eval()
             program = torch.onnx.export(
                 module,
                 tuple(args),
@@ -119,8 +134,6 @@ def export_program(
             )
     except Exception as e:
         raise ExportError(f"torch.onnx.export failed in {mode} mode: {e}") from e
-    finally:
-        module.train(was_training)
     model = strip_node_metadata(program.model_proto)
     if mode == "training":
         attach_functions(model)

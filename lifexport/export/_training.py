@@ -34,7 +34,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from torch.utils._pytree import tree_leaves
 
 from lifexport.export import _quirks
-from lifexport.export._program import takes_varargs
+from lifexport.export._program import kept_modes, takes_varargs
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,8 @@ def trace_training_step(
     export_shapes = dynamic_shapes
     if dynamic_shapes is not None and takes_varargs(module):
         export_shapes = (tuple(dynamic_shapes),)  # torch.export sees *args as one argument
-    exported = torch.export.export(module, tuple(args), dynamic_shapes=export_shapes)
+    with kept_modes(module):  # traced in the module's own mode, which it keeps
+        exported = torch.export.export(module, tuple(args), dynamic_shapes=export_shapes)
     forward = exported.module()
     # Buffers and frozen parameters are traced as inputs too: a real tensor among the fake
     # ones of make_fx fails inside scan on torch 2.13 ("Cannot access data pointer of Tensor").

@@ -150,6 +150,11 @@ class ValidationReport:
         spikes: spikes the torch run emitted per spike output (0 means the check was weak).
         rtol, atol: the tolerance of non-spike values (``|onnx - torch| <= atol + rtol|torch|``).
         numerical_margin: the largest ``|v - v_th|`` at which a spike flip counts as numerical.
+        model_mode: the mode torch ran the model in, its own as given: ``"eval"``, ``"train"``,
+            or ``"mixed"`` (some submodules in each; ``train_modules`` names those in train
+            mode). An inference graph is exported in eval mode, so Dropout or BatchNorm in
+            train mode make the runs differ.
+        train_modules: with ``model_mode="mixed"``, the submodules in train mode, by name.
     """
 
     path: str
@@ -163,6 +168,8 @@ class ValidationReport:
     rtol: float
     atol: float
     numerical_margin: float
+    model_mode: str = "eval"
+    train_modules: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -184,14 +191,29 @@ class ValidationReport:
             rtol=self.rtol,
             atol=self.atol,
             numerical_margin=self.numerical_margin,
+            model_mode=self.model_mode,
+            train_modules=list(self.train_modules),
         )
 
+    def _mode_line(self) -> str:
+        mode = f"{self.model_mode} mode"
+        if self.model_mode == "mixed":
+            mode += f" (in train mode: {', '.join(self.train_modules)})"
+        line = f"torch ran the model in its own {mode}"
+        if self.model_mode != "eval" and self.mode == "inference" and not self.passed:
+            line += (
+                "; the graph was exported in eval mode: if the model holds Dropout or BatchNorm, "
+                "call model.eval() before validating"
+            )
+        return line
+
     def format(self) -> str:
-        """A short summary: one header line, then one block per provider."""
+        """A short summary: a header line, the model's mode, then one block per provider."""
         spikes = ", ".join(f"{n}: {c}" for n, c in self.spikes.items()) or "no spike output"
         lines = [
             f"{self.path}: {self.graph} graph, {self.mode}, T={self.steps}, B={self.batch}: "
-            f"{'PASSED' if self.passed else 'FAILED'} (torch spikes {spikes})"
+            f"{'PASSED' if self.passed else 'FAILED'} (torch spikes {spikes})",
+            self._mode_line(),
         ]
         lines += [p.format() for p in self.providers.values()]
         lines += [f"{name}: unavailable: {why}" for name, why in self.unavailable.items()]

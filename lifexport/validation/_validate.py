@@ -49,7 +49,10 @@ def validate(
     ``next_state.*`` outputs fed back to its ``state.*`` inputs, from the model's rest state;
     torch runs the same steps. A sequence graph runs once over the whole drive (from rest, given
     as its state inputs if it has them); when it disagrees and has state inputs, it is run again
-    one step at a time to find the first step and layer that disagree. Training graphs also take
+    one step at a time to find the first step and layer that disagree. Torch runs the model in
+    its own mode, as given (``report.model_mode``; validation changes no flag): call
+    ``model.eval()`` first where Dropout or BatchNorm should act as in the exported inference
+    graph, which is the model in eval mode. Training graphs also take
     the model's parameters (as their inputs), and their loss and ``grad.*`` outputs are compared
     with ``torch.autograd`` of the same loss.
 
@@ -95,6 +98,7 @@ def validate(
         (True, None)
         >>> print(report.format())
         /tmp/lif_refrac.onnx: sequence graph, inference, T=50, B=2: PASSED (torch spikes y: ...)
+        torch ran the model in its own train mode
         CPUExecutionProvider: passed, spikes equal
           max |onnx - torch|: y 0, next_state.0.v ...
     """
@@ -126,6 +130,7 @@ def validate(
             target=None if target is None else target.to(device),
             loss=loss,
         )
+    model_mode, train_modules = _model_mode(model)
     step_model = model.module if isinstance(model, TimeLoop) else model
     with torch.no_grad():
         rest = flatten_state(step_model.initial_state(xs[0].to(device)))[0]
@@ -182,7 +187,19 @@ def validate(
         rtol=rtol,
         atol=atol,
         numerical_margin=numerical_margin,
+        model_mode=model_mode,
+        train_modules=train_modules,
     )
+
+
+def _model_mode(model: torch.nn.Module) -> tuple[str, tuple[str, ...]]:
+    """``("eval" | "train" | "mixed", the submodules in train mode when mixed)``."""
+    training = [name or "(the model)" for name, m in model.named_modules() if m.training]
+    if not training:
+        return "eval", ()
+    if len(training) == len(list(model.modules())):
+        return "train", ()
+    return "mixed", tuple(training)
 
 
 def _check_provider(

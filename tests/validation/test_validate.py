@@ -43,7 +43,7 @@ def test_exported_model_passes_on_cpu_over_200_steps(exported, nets, name, graph
     assert all(0 <= value < 1e-4 for value in cpu.max_rel.values())
     assert_valid(report)
     json.dumps(report.to_dict(), allow_nan=False)
-    assert report.format().splitlines()[1].startswith(f"{CPU}: passed, spikes equal")
+    assert report.format().splitlines()[2].startswith(f"{CPU}: passed, spikes equal")
 
 
 def test_validation_leaves_the_model_as_it_was(exported):
@@ -221,3 +221,37 @@ def test_a_target_graph_with_its_loss_matches_autograd(with_target, nets):
     )
     assert other.providers[CPU].first_mismatch.name in ("loss", "grad.0.weight")
     assert not other.providers[CPU].first_mismatch.numerical and not other.passed
+
+
+def test_validate_compares_the_model_in_its_own_mode(tmp_path, nets):
+    """An eval-mode model with Dropout stays in eval mode through to_onnx and validate, and
+    passes; the same model in train mode drops currents, which validate reports as a real
+    mismatch, naming the mode."""
+    torch.manual_seed(0)
+    model = lifexport.SequentialState(
+        nets.linear(nets.FEATURES, nets.HIDDEN, seed=7), torch.nn.Dropout(0.5), nets.lif_refrac()
+    ).eval()
+    path = tmp_path / "dropout.onnx"
+    lifexport.to_onnx(model, torch.rand(5, nets.B, nets.FEATURES), path)
+    assert not any(m.training for m in model.modules())
+    report = validate(model, path, steps=50, providers=[CPU])
+    assert not any(m.training for m in model.modules())
+    assert report.model_mode == "eval" and report.to_dict()["model_mode"] == "eval"
+    assert report.passed and report.spikes["y"] > 0
+    assert report.format().splitlines()[1] == "torch ran the model in its own eval mode"
+
+    model.train()
+    dropped = validate(model, path, steps=50, providers=[CPU])
+    cpu = dropped.providers[CPU]
+    assert model.training and model[1].training
+    assert dropped.model_mode == "train" and not dropped.passed
+    assert not cpu.first_mismatch.numerical
+    mode_line = dropped.format().splitlines()[1]
+    assert mode_line.startswith("torch ran the model in its own train mode")
+    assert "call model.eval()" in mode_line
+
+    model.eval()
+    model[2].train()  # the neuron layer has no mode-dependent behaviour
+    mixed = validate(model, path, steps=50, providers=[CPU])
+    assert (mixed.model_mode, mixed.train_modules) == ("mixed", ("2",))
+    assert mixed.passed and "in train mode: 2" in mixed.format()
