@@ -42,6 +42,13 @@ class Config:
     norse: bool = True  # include Norse 1.1.0 when it is installed
     onnxruntime: bool = True  # include the onnxruntime rows
 
+    def __post_init__(self) -> None:
+        lows = dict(t=1, b=1, n=1, repeats=1, warmup=0, threads=0)
+        for name, low in lows.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"Config.{name} must be an int >= {low}, got {value!r}")
+
     def timed(self, fn: Callable[[], object]) -> float:
         """:func:`median_ms` with this run's repeats and warm-up."""
         return median_ms(fn, self.repeats, self.warmup)

@@ -81,7 +81,13 @@ def run_demo(
     stage: Callable[[str], None] = lambda text: None,
     progress: Callable[[int, int, str], None] = lambda done, total, text: None,
 ) -> dict[str, Any]:
-    """Run the demo; returns every figure it reports (JSON-serializable)."""
+    """Run the demo; returns every figure it reports (JSON-serializable).
+
+    Raises:
+        ValueError: ``train`` with ``epochs`` below 1.
+    """
+    if train and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise ValueError(f"epochs must be a positive int to train, got {epochs!r}")
     digits = _digits()
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"out_dir": str(out_dir)}

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from lifexport.cli import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, main
+from lifexport import __version__
+from lifexport.cli import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = "models.digits:trained_model"
@@ -22,7 +24,7 @@ SHAPE = "32,1,64"
 
 def lifexport(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lifexport.cli", *args],
+        [sys.executable, "-m", "lifexport", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -39,12 +41,40 @@ def assert_one_line_usage_error(result: subprocess.CompletedProcess, *words: str
         assert word in lines[0]
 
 
-def test_help_lists_every_command():
-    result = lifexport("--help")
-    assert result.returncode == EXIT_OK
+def usage_error(argv: list[str], capsys, *words: str) -> str:
+    """``main(argv)`` in-process: exit code 2 and one line ``lifexport <command>: error: ...``."""
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse rejects an argument
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"lifexport {argv[0]}: error: "), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("module", ["lifexport", "lifexport.cli"])
+def test_help_lists_every_command(module):
+    """`python -m lifexport` is the same command as `lifexport` and `python -m lifexport.cli`."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == EXIT_OK, result.stderr
+    assert result.stdout.startswith("usage: lifexport ")
     for command in ("demo", "export", "validate", "bench"):
         assert command in result.stdout
     assert "exit codes: 0 ok, 1 validation mismatch, 2 usage error" in result.stdout
+
+
+def test_python_m_lifexport_version():
+    result = lifexport("--version")
+    assert result.returncode == EXIT_OK, result.stderr
+    assert result.stdout.strip() == f"lifexport {__version__}"
 
 
 @pytest.mark.parametrize("argv", [[], ["nope"], ["export", SPEC, "x.onnx", "--shape", "0,1"]])
@@ -66,7 +96,7 @@ def exported(tmp_path_factory) -> Path:
 
 
 def test_validate_passes_with_json_report(exported):
-    result = lifexport("validate", str(exported), "--steps", "40", "--json")
+    result = lifexport("validate", str(exported), "--model", SPEC, "--steps", "40", "--json")
     assert result.returncode == EXIT_OK, result.stderr
     report = json.loads(result.stdout)
     cpu = report["providers"]["CPUExecutionProvider"]
@@ -100,7 +130,7 @@ def test_validate_wrong_input_shape(exported, tmp_path):
 
     drive = tmp_path / "drive.pt"
     torch.save(torch.zeros(10, 1, 63), drive)  # 63 features: the model takes 64
-    result = lifexport("validate", str(exported), "--input", str(drive))
+    result = lifexport("validate", str(exported), "--model", SPEC, "--input", str(drive))
     assert_one_line_usage_error(result, "inputs")
 
 
@@ -127,3 +157,205 @@ def test_demo_end_to_end_on_a_tiny_budget(tmp_path):
         assert Path(path).stat().st_size > 0
     assert Path(data["raster"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert set(data["speed_ms"]) == {"torch eager", "torch compiled", "onnxruntime sequence"}
+
+
+# -- validate runs only the model the user names ----------------------------------------
+
+PAYLOAD = '''
+from pathlib import Path
+
+Path(__file__).with_name("payload-ran").write_text("imported")
+
+
+def build():
+    Path(__file__).with_name("payload-ran").write_text("called")
+'''
+
+
+@pytest.fixture
+def user_dir(tmp_path, monkeypatch):
+    """The user's working folder, as the CLI's current directory; sys.path restored after."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [str(REPO), *sys.path])  # `models.digits` importable
+    before = set(sys.modules)
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        if name in ("payload", "factories"):
+            del sys.modules[name]
+
+
+def forge(path: Path, source: str, original: Path | None = None) -> Path:
+    """A lifexport ONNX file whose `lifexport.source` names ``source``: a copy of
+    ``original``, or a one-node graph with the metadata validation reads."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    if original is not None:
+        model = onnx.load(original)
+        keep = [(p.key, p.value) for p in model.metadata_props if p.key != "lifexport.source"]
+        del model.metadata_props[:]
+        for key, value in keep:
+            model.metadata_props.add(key=key, value=value)
+    else:
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "B", 4])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["T", "B", 4])
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        for key, value in {
+            "lifexport.graph": "sequence",
+            "lifexport.mode": "inference",
+            "lifexport.state_names": "[]",
+            "lifexport.example_shape": "[3, 1, 4]",
+        }.items():
+            model.metadata_props.add(key=key, value=value)
+    model.metadata_props.add(key="lifexport.source", value=source)
+    onnx.save(model, path)
+    return path
+
+
+def test_validate_never_imports_the_module_the_file_names(user_dir, capsys):
+    """A forged file naming a module with side effects: validate exits 2 and imports nothing."""
+    (user_dir / "payload.py").write_text(PAYLOAD)
+    forged = forge(user_dir / "forged.onnx", "payload:build")
+    line = usage_error(["validate", str(forged)], capsys, "--model", "'payload:build'")
+    assert "exported from" in line
+    assert not (user_dir / "payload-ran").exists()
+    assert "payload" not in sys.modules
+
+
+def test_validate_runs_the_given_model_not_the_recorded_one(exported, user_dir, capsys):
+    (user_dir / "payload.py").write_text(PAYLOAD)
+    forged = forge(user_dir / "forged.onnx", "payload:build", original=exported)
+    argv = ["validate", str(forged), "--model", SPEC, "--steps", "20"]
+    code = main([*argv, "--providers", "CPUExecutionProvider", "--json"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    assert json.loads(out)["providers"]["CPUExecutionProvider"]["passed"]
+    assert not (user_dir / "payload-ran").exists()
+    assert "payload" not in sys.modules
+
+
+def test_validate_without_model_names_the_recorded_source_as_a_hint(exported):
+    result = lifexport("validate", str(exported))
+    assert_one_line_usage_error(result, "pass --model", repr(SPEC))
+
+
+def test_validate_unreadable_input_file(exported, tmp_path):
+    drive = tmp_path / "drive.pt"
+    drive.write_text("not a tensor file")
+    result = lifexport("validate", str(exported), "--model", SPEC, "--input", str(drive))
+    assert_one_line_usage_error(result, "cannot read --input")
+
+
+# -- usage errors: exit 2, one line, no traceback, nothing run ---------------------------
+
+FACTORIES = '''
+import torch
+
+import lifexport
+
+
+def needs_arguments(width):
+    return lifexport.LIFRefrac()
+
+
+def raises():
+    raise RuntimeError("no weights here")
+
+
+not_a_function = 3
+
+
+def with_lstm():
+    return torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LSTM(4, 4))
+
+
+def stack_with_lstm():
+    return lifexport.SequentialState(torch.nn.LSTM(4, 4), lifexport.LIFRefrac())
+'''
+
+
+@pytest.fixture
+def factories(user_dir) -> Path:
+    (user_dir / "factories.py").write_text(FACTORIES)
+    return user_dir
+
+
+@pytest.mark.parametrize(
+    "function, words",
+    [
+        ("needs_arguments", ["factories:needs_arguments takes arguments (width)"]),
+        ("raises", ["cannot build the model from factories:raises: RuntimeError: no weights"]),
+        ("not_a_function", ["factories:not_a_function is not callable (a int)"]),
+        ("with_lstm", ["got Sequential"]),
+        ("stack_with_lstm", ["LSTM"]),
+    ],
+)
+def test_export_bad_factory_is_a_usage_error(factories, capsys, function, words):
+    out = factories / "a.onnx"
+    argv = ["export", f"factories:{function}", str(out), "--shape", "3,1,4"]
+    usage_error(argv, capsys, *words)
+    assert not out.exists()
+
+
+def test_validate_bad_factory_is_a_usage_error(factories, capsys):
+    forged = forge(factories / "f.onnx", "factories:raises")
+    usage_error(["validate", str(forged), "--model", "factories:raises"], capsys, "RuntimeError")
+
+
+def test_bad_factory_in_a_subprocess_has_no_traceback(factories):
+    out = factories / "a.onnx"
+    result = lifexport("export", "factories:raises", str(out), "--shape", "3,1,4", cwd=factories)
+    assert_one_line_usage_error(result, "lifexport export: error: cannot build the model")
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["bench", "--t", "0"], ["--t", "positive", "'0'"]),
+        (["bench", "--n", "-1"], ["--n", "positive", "'-1'"]),
+        (["bench", "--repeats", "0"], ["--repeats"]),
+        (["bench", "--b", "x"], ["--b"]),
+        (["bench", "--warmup", "-1"], ["--warmup", ">= 0"]),
+        (["bench", "--threads", "-2"], ["--threads", ">= 0"]),
+    ],
+)
+def test_bench_sizes_are_checked_before_any_work(argv, words, capsys, monkeypatch):
+    from lifexport import _bench
+
+    ran = []
+    monkeypatch.setattr(_bench, "bench", lambda *a, **k: ran.append(a))
+    usage_error(argv, capsys, *words)
+    assert ran == []
+
+
+def test_demo_epochs_are_checked_before_any_work(capsys, monkeypatch, tmp_path):
+    from lifexport import _demo
+
+    ran = []
+    monkeypatch.setattr(_demo, "run_demo", lambda *a, **k: ran.append(a))
+    argv = ["demo", "--train", "--epochs", "0", "--out", str(tmp_path / "out")]
+    usage_error(argv, capsys, "--epochs", "positive")
+    assert ran == [] and not (tmp_path / "out").exists()
+
+
+def test_validate_steps_are_checked_before_any_work(capsys):
+    usage_error(["validate", "missing.onnx", "--steps", "0"], capsys, "--steps", "positive")
+
+
+def test_bench_options_cover_the_config():
+    from lifexport._bench import Config
+
+    args = build_parser().parse_args(["bench"])
+    assert {name: getattr(args, name) for name in asdict(Config())} == asdict(Config())
+    args = build_parser().parse_args(["bench", "--t", "7", "--no-norse", "--no-onnxruntime"])
+    assert (args.t, args.norse, args.onnxruntime) == (7, False, False)
+
+
+def test_bench_config_rejects_bad_sizes():
+    from lifexport._bench import Config
+
+    with pytest.raises(ValueError, match="Config.t must be an int >= 1"):
+        Config(t=0)
+    with pytest.raises(ValueError, match="Config.threads"):
+        Config(threads=-1)

@@ -1,0 +1,10 @@
+"""``python -m lifexport``: the ``lifexport`` command (see :mod:`lifexport.cli`)."""
+
+from __future__ import annotations
+
+import sys
+
+from lifexport.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
