@@ -32,6 +32,7 @@ from lifexport.errors import ExportError
 from lifexport.export._ops import check_mode
 from lifexport.export._program import export_program, kept_modes
 from lifexport.export._training import trace_training_step
+from lifexport.modules import constant_surrogates
 from lifexport.modules._neuron import NeuronModule
 from lifexport.modules._time import flatten_state
 from lifexport.modules.sequential import STATELESS_LAYERS, SequentialState, TimeLoop
@@ -176,7 +177,7 @@ def _layer_metadata(model: torch.nn.Module) -> list[dict[str, Any]]:
                 type=type(layer).__name__,
                 dt=layer.dt,
                 method=layer.method,
-                alpha=layer.alpha,
+                alpha=None if layer.alpha is None else float(layer.alpha),
                 parameters=parameters,
             )
         )
@@ -322,7 +323,7 @@ def to_onnx(
                 return outputs[0].sum()
 
         try:
-            with kept_modes(model):
+            with kept_modes(model), constant_surrogates(model):
                 traced = trace_training_step(
                     module,
                     tuple(args),
@@ -343,7 +344,7 @@ def to_onnx(
         ]
     metadata["lifexport.inputs"] = json.dumps(input_names)
     metadata["lifexport.outputs"] = json.dumps(output_names)
-    with kept_modes(model):
+    with kept_modes(model), constant_surrogates(model):
         export_program(
             module,
             tuple(args),

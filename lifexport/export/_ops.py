@@ -17,6 +17,7 @@ from typing import Literal
 from onnxscript import opset18 as op
 from onnxscript.values import Op
 
+from lifexport.errors import ExportError
 from lifexport.export import _quirks
 from lifexport.export._functions import LIFEXPORT, op_schema
 from lifexport.functional.threshold import SURROGATES
@@ -53,14 +54,28 @@ def _grad_node(op_type: str) -> Callable:
     return translate
 
 
+def _needs_constant_alpha(*args, **kwargs):
+    raise ExportError(
+        "a training graph needs each surrogate's alpha as a constant, but a spike op took it "
+        "as a tensor; export lifexport modules through lifexport.to_onnx (which records each "
+        "layer's alpha as the node's attribute)"
+    )
+
+
 def translation_table(mode: Mode) -> dict[Callable, Callable]:
-    """The ``custom_translation_table`` of ``torch.onnx.export`` for ``mode``."""
+    """The ``custom_translation_table`` of ``torch.onnx.export`` for ``mode``.
+
+    The spike ops that take ``alpha`` as a float (``spike_attr``, what an export records)
+    become named ``lifexport`` nodes in training mode; an inference spike ignores alpha, so
+    both op pairs translate to the Heaviside step.
+    """
     check_mode(mode)
     if mode == "inference":
-        table = {s.spike: _heaviside for s in SURROGATES.values()}
+        table = {op: _heaviside for s in SURROGATES.values() for op in (s.spike, s.spike_attr)}
     else:
         table = {}
         for s in SURROGATES.values():
-            table[s.spike] = _spike_node(s.onnx_name)
-            table[s.spike_grad] = _grad_node(f"{s.onnx_name}Grad")
+            table[s.spike_attr] = _spike_node(s.onnx_name)
+            table[s.spike_attr_grad] = _grad_node(f"{s.onnx_name}Grad")
+            table[s.spike] = table[s.spike_grad] = _needs_constant_alpha
     return {**_quirks.TRANSLATIONS, **table}

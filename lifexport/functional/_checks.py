@@ -7,12 +7,12 @@ They run on shapes, dtypes and Python numbers only, never on tensor values, so u
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from lifexport.functional.threshold import check_method, surrogate_alpha
+from lifexport.functional.threshold import check_alpha, check_method
 
 
 def check_input(name: str, x: object, min_dim: int = 1) -> None:
@@ -40,33 +40,56 @@ def check_dt(dt: object) -> None:
         raise ValueError(f"dt must be a positive, finite number of seconds, got {dt}")
 
 
-def check_state(state: object, classes: tuple[type, ...], shape: torch.Size, like: Tensor) -> None:
+def check_state(state: object, classes: tuple[type, ...], shape: torch.Size, like: Tensor) -> Any:
     """``state`` must have the fields of ``classes[0]`` (its ``lif`` field those of
-    ``classes[1]``, if given), each a tensor of exactly ``shape`` (no broadcasting) with
-    ``like``'s dtype and device."""
+    ``classes[1]``, if given), each a tensor of ``like``'s dtype and device that broadcasts to
+    ``shape``.
+
+    Returns:
+        ``state`` with every tensor expanded to ``shape`` (a view; as Norse, a scalar ``v``
+        stands for every neuron's), so the step's outputs all have the input's shape.
+    """
     cls, *nested = classes
     if getattr(state, "_fields", None) != cls._fields:
         raise TypeError(f"state must be a {cls.__name__}, got {type(state).__name__}")
+    fields = []
     for field, t in zip(cls._fields, state):
         if nested and field == "lif":
             if getattr(t, "_fields", None) != nested[0]._fields:
                 raise TypeError(f"state.lif must be a {nested[0].__name__}, got {type(t).__name__}")
-            for sub_field, sub_t in zip(t._fields, t):
+            t = type(t)(*(
                 check_tensor(f"state.lif.{sub_field}", sub_t, shape, like)
+                for sub_field, sub_t in zip(t._fields, t)
+            ))
+            fields.append(t)
         else:
-            check_tensor(f"state.{field}", t, shape, like)
+            fields.append(check_tensor(f"state.{field}", t, shape, like))
+    return type(state)(*fields)
 
 
-def check_tensor(name: str, t: object, shape: torch.Size, like: Tensor) -> None:
-    """A tensor of exactly ``shape`` with ``like``'s dtype and device."""
+def check_tensor(name: str, t: object, shape: torch.Size, like: Tensor) -> Tensor:
+    """A tensor with ``like``'s dtype and device that broadcasts to ``shape``; returned
+    expanded to ``shape``."""
     if not isinstance(t, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.shape != shape:
-        raise ValueError(
-            f"{name} must have shape {tuple(shape)} to match the input, got {tuple(t.shape)}; "
-            "start from a state of the input's shape (e.g. zeros) or one returned by a step"
-        )
     check_like(name, t, like)
+    if t.shape == shape:
+        return t
+    if _broadcasts_to(t.shape, shape):
+        return t.expand(shape)
+    raise ValueError(
+        f"{name} must have shape {tuple(shape)} to match the input (or broadcast to it), got "
+        f"{tuple(t.shape)}; start from a state of the input's shape (e.g. zeros) or one "
+        "returned by a step"
+    )
+
+
+def _broadcasts_to(shape: torch.Size, target: torch.Size) -> bool:
+    """Whether ``shape`` broadcasts to ``target`` without enlarging it."""
+    try:
+        return torch.broadcast_shapes(shape, target) == target
+    except RuntimeError:
+        return False
 
 
 def check_like(name: str, t: Tensor, like: Tensor) -> None:
@@ -89,16 +112,12 @@ def check_parameters(p: NamedTuple, shape: torch.Size, like: Tensor, prefix: str
         if field == "method":
             check_method(value, name)
         elif field == "alpha":
-            surrogate_alpha(value, name)
+            check_alpha(value, name)
         elif hasattr(value, "_fields"):
             check_parameters(value, shape, like, name)
         elif isinstance(value, Tensor):
             check_like(name, value, like)
-            try:
-                broadcast = torch.broadcast_shapes(value.shape, shape)
-            except RuntimeError:
-                broadcast = None
-            if broadcast != shape:
+            if not _broadcasts_to(value.shape, shape):
                 raise ValueError(
                     f"{name} of shape {tuple(value.shape)} does not broadcast to the neuron "
                     f"shape {tuple(shape)}; use a scalar or a per-neuron tensor such as shape "
@@ -106,6 +125,56 @@ def check_parameters(p: NamedTuple, shape: torch.Size, like: Tensor, prefix: str
                 )
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
+        if field in VALUE_RULES:
+            check_value(name, value, VALUE_RULES[field])
+
+
+#: What each numeric parameter must satisfy: "positive" (finite, > 0), "non-negative"
+#: (finite, >= 0) or "finite". alpha's rule lives with the spike ops (``check_alpha``).
+VALUE_RULES: dict[str, str] = {
+    "tau_syn_inv": "positive",
+    "tau_mem_inv": "positive",
+    "v_leak": "finite",
+    "v_th": "finite",
+    "v_reset": "finite",
+    "rho_reset": "non-negative",
+}
+
+
+def check_value(name: str, value: float | Tensor, rule: str) -> None:
+    """Raise ``ValueError`` naming the parameter unless every element of ``value`` meets ``rule``.
+
+    A Python number is checked at once; a tensor in eager mode only (under ``torch.compile``
+    reading its values would break the graph; modules check theirs at construction).
+    """
+    if isinstance(value, Tensor):
+        if torch.compiler.is_compiling():
+            return
+        v = value.detach()
+        ok = torch.isfinite(v).all()
+        if rule == "positive":
+            ok = ok & (v > 0).all()
+        elif rule == "non-negative":
+            ok = ok & (v >= 0).all()
+        ok = bool(ok)
+    else:
+        ok = -math.inf < value < math.inf
+        ok = ok and (rule != "positive" or value > 0) and (rule != "non-negative" or value >= 0)
+    if not ok:
+        got = _describe(value) if isinstance(value, Tensor) else value
+        want = {"positive": "positive and finite", "non-negative": ">= 0 and finite"}
+        raise ValueError(f"{name} must be {want.get(rule, 'finite')}, got {got}")
+
+
+def _describe(t: Tensor) -> str:
+    """A tensor's values in an error message: itself if short, else its range and NaNs."""
+    if t.numel() <= 6:
+        return str(t.detach().cpu().tolist())
+    v = t.detach()
+    return (
+        f"a tensor of shape {tuple(t.shape)} with min {v.min().item()}, max {v.max().item()}"
+        f" and {int(torch.isnan(v).sum())} NaN"
+    )
 
 
 def check_weighted_args(input_tensor: Tensor, dt: float, **weights: Tensor) -> torch.Size:

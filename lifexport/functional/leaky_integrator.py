@@ -76,7 +76,7 @@ def li_feed_forward_step(
     """
     check_input("input_tensor", input_tensor)
     check_dt(dt)
-    check_state(state, (LIState,), input_tensor.shape, input_tensor)
+    state = check_state(state, (LIState,), input_tensor.shape, input_tensor)
     check_parameters(p, input_tensor.shape, input_tensor)
     return _li_integrate(state.i + input_tensor, state, p, dt)
 
@@ -94,7 +94,7 @@ def li_step(
         ``(v, LIState(v, i))``.
     """
     shape = check_weighted_args(input_tensor, dt, input_weights=input_weights)
-    check_state(state, (LIState,), shape, input_tensor)
+    state = check_state(state, (LIState,), shape, input_tensor)
     check_parameters(p, shape, input_tensor)
     i_jump = state.i + torch.nn.functional.linear(input_tensor, input_weights)
     return _li_integrate(i_jump, state, p, dt)

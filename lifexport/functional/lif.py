@@ -166,7 +166,7 @@ def lif_step(
     shape = check_weighted_args(
         input_tensor, dt, input_weights=input_weights, recurrent_weights=recurrent_weights
     )
-    check_state(state, (LIFState,), shape, input_tensor)
+    state = check_state(state, (LIFState,), shape, input_tensor)
     check_parameters(p, shape, input_tensor)
     return _lif_step(input_tensor, state, input_weights, recurrent_weights, p, dt)
 
@@ -200,6 +200,6 @@ def lif_feed_forward_step(
     """
     check_input("input_tensor", input_tensor)
     check_dt(dt)
-    check_state(state, (LIFFeedForwardState,), input_tensor.shape, input_tensor)
+    state = check_state(state, (LIFFeedForwardState,), input_tensor.shape, input_tensor)
     check_parameters(p, input_tensor.shape, input_tensor)
     return _lif_feed_forward_step(input_tensor, state, p, dt)

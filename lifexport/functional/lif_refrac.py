@@ -145,7 +145,7 @@ def lif_refrac_step(
     shape = check_weighted_args(
         input_tensor, dt, input_weights=input_weights, recurrent_weights=recurrent_weights
     )
-    check_state(state, (LIFRefracState, LIFState), shape, input_tensor)
+    state = check_state(state, (LIFRefracState, LIFState), shape, input_tensor)
     check_parameters(p, shape, input_tensor)
     z_new, s_new = _lif_step(input_tensor, state.lif, input_weights, recurrent_weights, p.lif, dt)
     v_new, z_new, rho_new = compute_refractory_update(state, z_new, s_new.v, p)
@@ -182,7 +182,7 @@ def lif_refrac_feed_forward_step(
     """
     check_input("input_tensor", input_tensor)
     check_dt(dt)
-    check_state(
+    state = check_state(
         state, (LIFRefracFeedForwardState, LIFFeedForwardState), input_tensor.shape, input_tensor
     )
     check_parameters(p, input_tensor.shape, input_tensor)

@@ -54,19 +54,19 @@ def heaviside(x: Tensor) -> Tensor:
 
 # Each formula maps (grad_output, x, alpha) to the gradient w.r.t. x, in Norse's op order,
 # so that gradients agree with Norse to the last bits where the formulas coincide.
-def _super_grad(g: Tensor, x: Tensor, alpha: float) -> Tensor:
+def _super_grad(g: Tensor, x: Tensor, alpha: Tensor | float) -> Tensor:
     return g / (alpha * x.abs() + 1.0).pow(2)
 
 
-def _triangle_grad(g: Tensor, x: Tensor, alpha: float) -> Tensor:
+def _triangle_grad(g: Tensor, x: Tensor, alpha: Tensor | float) -> Tensor:
     return g * alpha * torch.relu(1.0 - x.abs())
 
 
-def _tanh_grad(g: Tensor, x: Tensor, alpha: float) -> Tensor:
+def _tanh_grad(g: Tensor, x: Tensor, alpha: Tensor | float) -> Tensor:
     return g * (1.0 - (x * alpha).tanh().pow(2))
 
 
-def _circ_grad(g: Tensor, x: Tensor, alpha: float) -> Tensor:
+def _circ_grad(g: Tensor, x: Tensor, alpha: Tensor | float) -> Tensor:
     # Norse's expression (equal to alpha^3 / r^1.5), kept for its bits; it gives inf/inf where
     # r overflows and may cancel to a tiny negative, hence the where and the clamp.
     r2 = alpha**2 + x.pow(2)
@@ -74,7 +74,7 @@ def _circ_grad(g: Tensor, x: Tensor, alpha: float) -> Tensor:
     return g * torch.where(torch.isinf(r2), 0.0, dz).clamp_min(0.0)
 
 
-def _heavi_erfc_grad(g: Tensor, x: Tensor, alpha: float) -> Tensor:
+def _heavi_erfc_grad(g: Tensor, x: Tensor, alpha: Tensor | float) -> Tensor:
     return (2.0 * torch.exp(-(alpha * x).pow(2))) / math.sqrt(math.pi) * g
 
 
@@ -82,21 +82,36 @@ def _heavi_erfc_grad(g: Tensor, x: Tensor, alpha: float) -> Tensor:
 class Surrogate:
     """One surrogate family: its ``method`` name, ONNX op type and torch ops.
 
+    Each family has two pairs of custom ops that compute the same thing and differ only in
+    how they take ``alpha``:
+
+    - ``spike``/``spike_grad`` take it as a 0-dim tensor: what eager and compiled code run.
+      A tensor is read at run time, so a new alpha neither recompiles nor is baked into a
+      graph (a ``float`` in the schema would be a compile-time constant, and a symbolic float
+      fails the schema; torch 2.13).
+    - ``spike_attr``/``spike_attr_grad`` take it as a ``float``: what an export records while
+      tracing (see :func:`threshold`), so that the ONNX node carries it as its ``alpha``
+      attribute.
+
     Attributes:
         method: the ``method`` string that selects it, as in Norse (``"super"``).
         onnx_name: the op type of the spike in the ``lifexport`` ONNX domain
             (``"SuperSpike"``); its backward is ``onnx_name + "Grad"``.
         grad_formula: ``(grad_output, x, alpha) -> grad_x`` in plain torch.
-        spike: the custom op ``lifexport::<method>_spike(Tensor x, float alpha) -> Tensor``.
-        spike_grad: the custom op
-            ``lifexport::<method>_spike_grad(Tensor grad, Tensor x, float alpha) -> Tensor``.
+        spike: ``lifexport::<method>_spike(Tensor x, Tensor alpha) -> Tensor``.
+        spike_grad: ``lifexport::<method>_spike_grad(Tensor grad, Tensor x, Tensor alpha)``.
+        spike_attr: ``lifexport::<method>_spike_attr(Tensor x, float alpha) -> Tensor``.
+        spike_attr_grad: ``lifexport::<method>_spike_attr_grad(Tensor grad, Tensor x,
+            float alpha)``.
     """
 
     method: str
     onnx_name: str
-    grad_formula: Callable[[Tensor, Tensor, float], Tensor]
+    grad_formula: Callable[[Tensor, Tensor, Tensor | float], Tensor]
     spike: torch._ops.OpOverload
     spike_grad: torch._ops.OpOverload
+    spike_attr: torch._ops.OpOverload
+    spike_attr_grad: torch._ops.OpOverload
 
 
 def _register_inductor_decomposition(op: torch._ops.OpOverload, fn: Callable) -> None:
@@ -111,49 +126,68 @@ def _register_inductor_decomposition(op: torch._ops.OpOverload, fn: Callable) ->
     register_decomposition(op)(fn)
 
 
-def _define_surrogate(
-    method: str, onnx_name: str, grad_formula: Callable[[Tensor, Tensor, float], Tensor]
-) -> Surrogate:
-    """Define the forward and backward custom ops of one surrogate family, side by side."""
-    name = f"lifexport::{method}_spike"
+def _define_spike_ops(
+    name: str, alpha_type: str, grad_formula: Callable
+) -> tuple[torch._ops.OpOverload, torch._ops.OpOverload]:
+    """The spike op ``lifexport::<name>`` and its backward ``lifexport::<name>_grad``, with
+    ``alpha`` of schema type ``alpha_type`` (``Tensor`` or ``float``), side by side."""
     lib = torch.library
 
     # forward: the Heaviside step; its fake kernel only describes the output.
-    @lib.custom_op(name, mutates_args=(), schema="(Tensor x, float alpha) -> Tensor")
-    def spike(x: Tensor, alpha: float) -> Tensor:
+    @lib.custom_op(
+        f"lifexport::{name}", mutates_args=(), schema=f"(Tensor x, {alpha_type} alpha) -> Tensor"
+    )
+    def spike(x: Tensor, alpha: Tensor | float) -> Tensor:
         return heaviside(x)
 
     @spike.register_fake
-    def _(x: Tensor, alpha: float) -> Tensor:
+    def _(x: Tensor, alpha: Tensor | float) -> Tensor:
         return torch.empty_like(x)
 
     # backward: the surrogate derivative, itself a named op so traced backwards keep it.
     @lib.custom_op(
-        f"{name}_grad", mutates_args=(), schema="(Tensor grad, Tensor x, float alpha) -> Tensor"
+        f"lifexport::{name}_grad",
+        mutates_args=(),
+        schema=f"(Tensor grad, Tensor x, {alpha_type} alpha) -> Tensor",
     )
-    def spike_grad(grad: Tensor, x: Tensor, alpha: float) -> Tensor:
+    def spike_grad(grad: Tensor, x: Tensor, alpha: Tensor | float) -> Tensor:
         return grad_formula(grad, x, alpha)
 
     @spike_grad.register_fake
-    def _(grad: Tensor, x: Tensor, alpha: float) -> Tensor:
+    def _(grad: Tensor, x: Tensor, alpha: Tensor | float) -> Tensor:
         return torch.empty_like(x)
 
     def setup_context(ctx, inputs, output) -> None:
         x, alpha = inputs
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
+        if isinstance(alpha, Tensor):
+            ctx.save_for_backward(x, alpha)
+        else:
+            ctx.save_for_backward(x)
+            ctx.alpha = alpha
 
     def backward(ctx, grad: Tensor):
-        (x,) = ctx.saved_tensors
-        return spike_grad(grad, x, ctx.alpha), None
+        x, *alpha = ctx.saved_tensors
+        alpha = alpha[0] if alpha else ctx.alpha
+        return spike_grad(grad, x, alpha), None  # alpha is a hyperparameter: no gradient
 
     spike.register_autograd(backward, setup_context=setup_context)
 
-    spike_op = getattr(torch.ops.lifexport, f"{method}_spike").default
-    grad_op = getattr(torch.ops.lifexport, f"{method}_spike_grad").default
+    spike_op = getattr(torch.ops.lifexport, name).default
+    grad_op = getattr(torch.ops.lifexport, f"{name}_grad").default
     _register_inductor_decomposition(spike_op, lambda x, alpha: heaviside(x))
     _register_inductor_decomposition(grad_op, grad_formula)
-    return Surrogate(method, onnx_name, grad_formula, spike_op, grad_op)
+    return spike_op, grad_op
+
+
+def _define_surrogate(method: str, onnx_name: str, grad_formula: Callable) -> Surrogate:
+    """Define both op pairs of one surrogate family (see :class:`Surrogate`)."""
+    return Surrogate(
+        method,
+        onnx_name,
+        grad_formula,
+        *_define_spike_ops(f"{method}_spike", "Tensor", grad_formula),
+        *_define_spike_ops(f"{method}_spike_attr", "float", grad_formula),
+    )
 
 
 SURROGATES: dict[str, Surrogate] = {
@@ -178,13 +212,16 @@ def check_method(method: str, name: str = "method") -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
 
 
-def surrogate_alpha(alpha: float | Tensor, name: str = "alpha") -> float:
-    """``alpha`` as the Python float the spike ops take as an attribute.
+def check_alpha(alpha: object, name: str = "alpha") -> None:
+    """``alpha`` must be one positive, finite number: a real number or a one-element tensor.
+
+    A tensor's value is checked only in eager mode: under ``torch.compile`` reading it would
+    break the graph (modules check theirs at construction).
 
     Raises:
-        ValueError: ``alpha`` is a tensor of more than one element (the surrogate width is
-            one number per layer, it is not per neuron) or is not finite.
-        TypeError: ``alpha`` is neither a real number nor a tensor.
+        ValueError: a tensor of more than one element (the surrogate width is one number per
+            layer, not per neuron), or a value that is not positive and finite.
+        TypeError: neither a real number nor a floating-point tensor.
     """
     if isinstance(alpha, Tensor):
         if alpha.numel() != 1:
@@ -192,14 +229,28 @@ def surrogate_alpha(alpha: float | Tensor, name: str = "alpha") -> float:
                 f"{name} must be a number or a one-element tensor (one surrogate width per "
                 f"layer); got a tensor of shape {tuple(alpha.shape)}"
             )
+        if not alpha.dtype.is_floating_point:
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {alpha.dtype}")
+        if torch.compiler.is_compiling():
+            return
         alpha = alpha.item()
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"{name} must be a real number, got {type(alpha).__name__}")
+    elif isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"{name} must be a positive number, got {type(alpha).__name__}")
     # Comparisons rather than math.isfinite: under torch.compile a float that changed between
     # calls becomes symbolic (torch 2.13, specialize_float=False) and math.isfinite breaks it.
-    if not -math.inf < alpha < math.inf:
-        raise ValueError(f"{name} must be finite, got {alpha}")
-    return alpha if isinstance(alpha, float) else float(alpha)
+    if not 0 < alpha < math.inf:
+        raise ValueError(f"{name} must be a positive, finite number, got {alpha}")
+
+
+def alpha_tensor(alpha: float | Tensor, like: Tensor) -> Tensor:
+    """``alpha`` as the 0-dim tensor the spike ops take, in ``like``'s dtype and device.
+
+    A Python number is rounded to ``like``'s dtype, as torch rounds a scalar operand, so the
+    surrogate's arithmetic is the same either way.
+    """
+    if isinstance(alpha, Tensor):
+        return alpha.detach().reshape(()).to(dtype=like.dtype, device=like.device)
+    return torch.tensor(alpha, dtype=like.dtype, device=like.device)
 
 
 def threshold(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:
@@ -208,14 +259,15 @@ def threshold(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:
     Args:
         x: distance to threshold, typically ``v - v_th``.
         method: one of :data:`METHODS`.
-        alpha: surrogate width; a number or a one-element tensor (pass a Python float
-            inside ``torch.compile`` to avoid reading a tensor's value while tracing).
+        alpha: surrogate width, positive; a number or a one-element tensor (a tensor is
+            never read while tracing, so a new value does not recompile).
 
     Returns:
         A tensor of 0s and 1s of ``x``'s shape and dtype.
 
     Raises:
-        ValueError: ``method`` is not one of :data:`METHODS`, or ``alpha`` is not one number.
+        ValueError: ``method`` is not one of :data:`METHODS`, or ``alpha`` is not one
+            positive number.
 
     Examples:
         >>> x = torch.tensor([-0.5, 0.5], requires_grad=True)
@@ -225,10 +277,13 @@ def threshold(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:
         (tensor([0., 1.], grad_fn=<...>), tensor([0.4444, 0.4444]))
     """
     check_method(method)
-    alpha = surrogate_alpha(alpha)
+    check_alpha(alpha)
     if method == "heaviside":
         return heaviside(x)
-    return SURROGATES[method].spike(x, alpha)
+    surrogate = SURROGATES[method]
+    if torch.compiler.is_exporting() and not isinstance(alpha, Tensor):
+        return surrogate.spike_attr(x, float(alpha))  # recorded as the ONNX node's attribute
+    return surrogate.spike(x, alpha_tensor(alpha, x))
 
 
 def sign(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """Thin, traceable modules over :mod:`lifexport.functional`: cells, sequence layers, stacks."""
 
 from lifexport.modules._compile import compile
-from lifexport.modules._neuron import NeuronModule
+from lifexport.modules._neuron import NeuronModule, constant_surrogates
 from lifexport.modules._norse import from_norse
 from lifexport.modules.leaky_integrator import LI, LICell
 from lifexport.modules.lif import LIF, LIFCell, LIFRecurrent, LIFRecurrentCell
@@ -28,5 +28,6 @@ __all__ = [
     "SequentialState",
     "TimeLoop",
     "compile",
+    "constant_surrogates",
     "from_norse",
 ]

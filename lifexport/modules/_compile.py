@@ -1,4 +1,4 @@
-"""``lifexport.compile``: ``torch.compile`` with a symbolic time axis for sequence modules."""
+"""``lifexport.compile``: ``torch.compile`` with one graph for every sequence length."""
 
 from __future__ import annotations
 
@@ -11,8 +11,13 @@ __all__ = ["compile"]
 
 
 class CompiledSequence(torch.nn.Module):
-    """A compiled sequence module whose inputs have their time axis marked dynamic, so a new
-    T reuses the compiled code instead of recompiling."""
+    """A compiled sequence module that serves every T >= 1 with one graph.
+
+    Its inputs have their time axis marked dynamic, and sizes are reasoned about "size
+    obliviously" (torch's ``backed_size_oblivious``), so T=1 does not get a graph of its own
+    (torch otherwise specialises sizes 0 and 1). Bad input gets the error the eager module
+    gives, not a compiler error: see :meth:`forward`.
+    """
 
     def __init__(self, module: torch.nn.Module, compiled: Any) -> None:
         super().__init__()
@@ -20,18 +25,29 @@ class CompiledSequence(torch.nn.Module):
         self._compiled = compiled
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        torch._dynamo.maybe_mark_dynamic(x, 0)
-        return self._compiled(x, state)
+        if isinstance(x, Tensor) and x.dim() > 0:
+            torch._dynamo.maybe_mark_dynamic(x, 0)
+        try:
+            with torch.fx.experimental._config.patch(backed_size_oblivious=True):
+                return self._compiled(x, state)
+        except torch._dynamo.exc.TorchDynamoException as error:
+            compile_error = error
+        # The module's argument checks raise inside traced code, where dynamo turns them
+        # into its own errors (torch 2.13: `Unsupported`, `UncapturedHigherOrderOpError`).
+        # Running the call eagerly raises the documented ValueError/TypeError instead; if
+        # eager succeeds, the failure was the compiler's, and its error is the one to see.
+        self.module(x, state)
+        raise compile_error
 
 
 def compile(module: torch.nn.Module, **kwargs: Any) -> torch.nn.Module:  # noqa: A001
-    """``torch.compile(module, fullgraph=True, **kwargs)``, T-dynamic for sequence modules.
+    """``torch.compile(module, fullgraph=True, **kwargs)``, one graph for every T.
 
     A lifexport sequence module (``LIFRefrac``, ``LIFRefracRecurrent``, a sequence
-    ``SequentialState``, ``TimeLoop``) compiles its time loop as one ``scan``; marking the
-    time axis dynamic lets one compiled graph serve every T. Cells and other modules are
-    compiled as they are. (Equivalently: ``torch._dynamo.mark_dynamic(x, 0)`` before the
-    first call of ``torch.compile(module, fullgraph=True)``.)
+    ``SequentialState``, ``TimeLoop``) compiles its time loop as one ``scan``; its time axis
+    is marked dynamic, so one compiled graph serves every T >= 1, T=1 included. Bad input
+    raises the same ``ValueError``/``TypeError`` as the eager module. Cells and other modules
+    are compiled as they are.
 
     Examples:
         >>> import lifexport

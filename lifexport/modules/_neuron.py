@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lifexport.functional._checks import check_dt
-from lifexport.functional.threshold import check_method, surrogate_alpha
+from lifexport.functional._checks import VALUE_RULES, check_dt, check_state, check_value
+from lifexport.functional.threshold import check_alpha, check_method
 from lifexport.modules._time import time_loop
 
 
@@ -49,17 +50,28 @@ class NeuronModule(torch.nn.Module):
             )
         self.dt = float(dt)
         self.method = method
-        self.alpha = None
-        if method is not None:
-            check_method(method, "p.method")
-            self.alpha = surrogate_alpha(alpha, "p.alpha")
         # One dtype for all: that of the given tensors (promoted), else torch's default.
         given = [v.dtype for v in values.values() if isinstance(v, Tensor)]
         given = [d for d in given if d.is_floating_point]
         dtype = functools.reduce(torch.promote_types, given, given[0]) if given else None
         dtype = dtype or torch.get_default_dtype()
+        if method is None:
+            self.alpha: Tensor | None = None
+        else:
+            check_method(method, "p.method")
+            check_alpha(alpha, "p.alpha")
+            # A buffer, not a float attribute: compiled code reads it at run time, so a new
+            # alpha does not recompile. Not in state_dict: like method, it is a constructor
+            # argument, not a learned value.
+            if isinstance(alpha, Tensor):
+                alpha = alpha.detach().reshape(()).to(dtype=dtype, copy=True)
+            else:
+                alpha = torch.tensor(float(alpha), dtype=dtype)
+            self.register_buffer("alpha", alpha, persistent=False)
         for name in self.parameter_names:
             value = values[name]
+            if name in VALUE_RULES:
+                check_value(f"p.{name}", value, VALUE_RULES[name])
             if isinstance(value, Tensor):
                 tensor = value.detach().to(dtype=dtype, copy=True)
             else:
@@ -68,6 +80,12 @@ class NeuronModule(torch.nn.Module):
                 self.register_parameter(name, torch.nn.Parameter(tensor))
             else:
                 self.register_buffer(name, tensor)
+
+    def surrogate_alpha(self) -> Tensor | float | None:
+        """``alpha`` as the step passes it to the spike ops: the buffer, read at run time; or,
+        inside :func:`constant_surrogates`, its value as a Python float."""
+        constant = getattr(self, "_constant_alpha", None)
+        return self.alpha if constant is None else constant
 
     def parameter_values(self) -> dict[str, Tensor]:
         """The numeric parameters by name, as the tensors this module holds."""
@@ -78,8 +96,23 @@ class NeuronModule(torch.nn.Module):
             f"{name}={t.item():g}" if t.numel() == 1 else f"{name}=<{tuple(t.shape)}>"
             for name, t in self.parameter_values().items()
         )
-        surrogate = "" if self.method is None else f", method={self.method!r}, alpha={self.alpha:g}"
+        surrogate = "" if self.alpha is None else f", method={self.method!r}, alpha={self.alpha:g}"
         return f"{values}{surrogate}, dt={self.dt:g}"
+
+
+@contextmanager
+def constant_surrogates(model: torch.nn.Module) -> Iterator[None]:
+    """While inside: every neuron layer of ``model`` passes its ``alpha`` to the spike ops as a
+    Python float, so an export records it as a constant (the ONNX node's ``alpha`` attribute)
+    instead of a buffer read at run time."""
+    layers = [m for m in model.modules() if isinstance(m, NeuronModule) and m.alpha is not None]
+    try:
+        for layer in layers:
+            layer._constant_alpha = float(layer.alpha)
+        yield
+    finally:
+        for layer in layers:
+            layer._constant_alpha = None
 
 
 def rest(x: Tensor, shape: tuple[int, ...], value: Tensor | None = None) -> Tensor:
@@ -90,9 +123,15 @@ def rest(x: Tensor, shape: tuple[int, ...], value: Tensor | None = None) -> Tens
 
 
 def check_rank(x: Tensor, min_dim: int, axes: str) -> None:
-    """A clear error for an input without its time or batch axis."""
+    """A clear error for an input that is not a floating-point tensor or lacks its time or
+    batch axis."""
     if not isinstance(x, Tensor):
         raise TypeError(f"input must be a torch.Tensor {axes}, got {type(x).__name__}")
+    if not x.dtype.is_floating_point:
+        raise TypeError(
+            f"input must be a floating-point tensor, got dtype {x.dtype}; convert it first, "
+            "e.g. x.float()"
+        )
     if x.dim() < min_dim:
         raise ValueError(
             f"input must have shape {axes} (at least {min_dim} dimensions), got "
@@ -109,7 +148,8 @@ def check_time_steps(x: Tensor) -> None:
 class FeedForwardCell(NeuronModule):
     """One step of neurons driven by an input current of any shape ``(B, ...)``.
 
-    Subclasses define ``initial_state(x)`` and ``step(x, state)``.
+    Subclasses define ``initial_state(x)``, ``step(x, state)`` and ``state_classes`` (the
+    state NamedTuple and, for LIF-refrac, its nested ``lif`` NamedTuple).
     """
 
     is_sequence = False
@@ -187,8 +227,9 @@ class RecurrentCell(NeuronModule):
         return torch.Size((*shape[:-1], self.hidden_size))
 
     def check_input(self, x: Tensor, time: bool) -> None:
-        axes = f"({'time, ' if time else ''}batch, {self.input_size})"
-        check_rank(x, 3 if time else 2, axes)
+        # The batch axis is optional, as in Norse: (T, input_size) runs one unbatched sequence.
+        axes = f"({'time, ' if time else ''}[batch, ]{self.input_size})"
+        check_rank(x, 2 if time else 1, axes)
         if x.shape[-1] != self.input_size:
             raise ValueError(
                 f"input must have {self.input_size} features in its last dimension {axes}, "
@@ -212,7 +253,15 @@ class SequenceLayer:
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         self.check_input(x, time=True)
         check_time_steps(x)
-        state = self.initial_state(x[0]) if state is None else state
+        if state is None:
+            state = self.initial_state(x[0])
+        else:
+            # Checked here, before the loop, so a bad state gets its ValueError outside the
+            # traced loop body too; a state that broadcasts (a scalar v) becomes full-size, as
+            # the loop's carry must keep one shape.
+            shape = self.output_shape(x.shape[1:])
+            state = check_state(state, self.state_classes, shape, x)
+            state = torch.utils._pytree.tree_map(torch.Tensor.contiguous, state)
         return time_loop(self.step, x, state)
 
 

@@ -17,6 +17,13 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 Step = Callable[[Tensor, Any], tuple[Tensor, Any]]
 
+# torch 2.13: scan's fake implementation and inductor's lowering of scan read the loop counter
+# with `.item()`, which only a compile that captures scalar outputs allows. fullgraph=True turns
+# that on for its own graphs; a plain `torch.compile(model)` (fullgraph=False, the default)
+# fails with DataDependentOutputException. So lifexport turns it on for every compile: code
+# that calls `.item()` then traces it as a symbolic scalar instead of breaking the graph there.
+torch._dynamo.config.capture_scalar_outputs = True
+
 
 def time_loop(step: Step, xs: Tensor, state: Any) -> tuple[Tensor, Any]:
     """Run ``step(x_t, state) -> (y_t, state)`` for every ``x_t`` in ``xs``.

@@ -30,6 +30,7 @@ class LICell(FeedForwardCell):
     """
 
     parameter_names = ("tau_syn_inv", "tau_mem_inv", "v_leak")
+    state_classes = (LIState,)
 
     def __init__(
         self, p: LIParameters = LIParameters(), dt: float = 0.001, trainable: Iterable[str] = ()

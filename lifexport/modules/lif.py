@@ -37,11 +37,13 @@ class _LIFParameters:
     def p(self) -> LIFParameters:
         """The parameters as the functional API takes them (tensors of this module)."""
         values = (getattr(self, name) for name in LIF_NAMES)
-        return LIFParameters(*values, method=self.method, alpha=self.alpha)
+        return LIFParameters(*values, method=self.method, alpha=self.surrogate_alpha())
 
 
 class LIFCell(_LIFParameters, FeedForwardCell):
     """One feed-forward LIF step on an input current ``(B, ...)``; returns ``(z, state)``."""
+
+    state_classes = (LIFFeedForwardState,)
 
     def __init__(
         self, p: LIFParameters = LIFParameters(), dt: float = 0.001, trainable: Iterable[str] = ()
@@ -61,6 +63,8 @@ class LIF(SequenceLayer, LIFCell):
 
 class LIFRecurrentCell(_LIFParameters, RecurrentCell):
     """One step of recurrently connected LIF neurons (arguments as LIFRefracRecurrentCell)."""
+
+    state_classes = (LIFState,)
 
     def __init__(
         self,

@@ -42,7 +42,9 @@ class _LIFRefracParameters:
     def p(self) -> LIFRefracParameters:
         """The parameters as the functional API takes them (tensors of this module)."""
         lif = LIFParameters(
-            *(getattr(self, name) for name in LIF_NAMES), method=self.method, alpha=self.alpha
+            *(getattr(self, name) for name in LIF_NAMES),
+            method=self.method,
+            alpha=self.surrogate_alpha(),
         )
         return LIFRefracParameters(lif, self.rho_reset)
 
@@ -60,6 +62,8 @@ class LIFRefracCell(_LIFRefracParameters, FeedForwardCell):
         >>> z, state.rho
         (tensor([[1., 1., 1.]]), tensor([[5., 5., 5.]]))
     """
+
+    state_classes = (LIFRefracFeedForwardState, LIFFeedForwardState)
 
     def __init__(
         self,
@@ -109,6 +113,8 @@ class LIFRefracRecurrentCell(_LIFRefracParameters, RecurrentCell):
         autapses: allow self-connections (see :class:`~lifexport.modules._neuron.RecurrentCell`).
         trainable: names of neuron parameters to learn.
     """
+
+    state_classes = (LIFRefracState, LIFState)
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lifexport.modules._neuron import NeuronModule, check_time_steps, rest
+from lifexport.modules._neuron import NeuronModule, check_rank, check_time_steps, rest
 from lifexport.modules._time import time_loop
 
 __all__ = ["SequentialState", "TimeLoop"]
@@ -108,9 +108,7 @@ class SequentialState(torch.nn.Sequential):
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
         if not self.is_sequence:
             return self.step(x, state)
-        if not isinstance(x, Tensor) or x.dim() < 2:
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise ValueError(f"input must have shape (time, batch, ...), got {got}")
+        check_rank(x, 2, "(time, batch, ...)")
         check_time_steps(x)
         states = self._state_list(state)
         for index, layer in enumerate(self):
@@ -147,9 +145,7 @@ class TimeLoop(torch.nn.Module):
         self.module = module
 
     def forward(self, xs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        if not isinstance(xs, Tensor) or xs.dim() < 2:
-            got = tuple(xs.shape) if isinstance(xs, Tensor) else type(xs).__name__
-            raise ValueError(f"input must have shape (time, batch, ...), got {got}")
+        check_rank(xs, 2, "(time, batch, ...)")
         check_time_steps(xs)
         state = self.module.initial_state(xs[0]) if state is None else state
         return time_loop(self.module.step, xs, state)

@@ -34,7 +34,7 @@ from lifexport.modules._time import flatten_state
 from lifexport.modules.sequential import SequentialState, TimeLoop
 from lifexport.validation._graph import GraphFile
 
-_SPIKE_OPS = frozenset(s.spike for s in SURROGATES.values())
+_SPIKE_OPS = frozenset(op for s in SURROGATES.values() for op in (s.spike, s.spike_attr))
 
 
 def to_numpy(t: Tensor) -> np.ndarray:

@@ -18,7 +18,7 @@ def spike_times_three(x):
 
 
 def surrogate_gradient(g, x):
-    return SURROGATES["circ"].spike_grad(g, x, 0.5)
+    return SURROGATES["circ"].spike_attr_grad(g, x, 0.5)
 
 
 def test_plain_function_with_metadata_round_trips_through_a_file(tmp_path, ort_session):

@@ -61,7 +61,7 @@ def test_exporter_lacks_detach_copy():
 @raw
 def test_exporter_inlines_a_translation_to_an_onnx_function():
     # why training translations emit bare nodes and attach the functions afterwards
-    table = {SURROGATES["super"].spike: Spike}
+    table = {SURROGATES["super"].spike_attr: Spike}
     program = raw_export(
         Count(), (torch.rand(4, 2, 3),), custom_translation_table=table, opset_version=18
     )

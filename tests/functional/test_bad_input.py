@@ -127,26 +127,44 @@ def test_refrac_feed_forward_rejects_unknown_method_in_nested_parameters() -> No
 
 # -- state shapes ---------------------------------------------------------------------------
 
-# (N,) and (1, N) would broadcast against (B, N) but must still be rejected.
-BAD_STATE_SHAPES = [(N,), (1, N), (B, 1), (N, B), (B, N, 1), (2, B, N), (B, N + 1)]
+# Shapes that do not broadcast to the neurons' (B, N) = (3, 4).
+BAD_STATE_SHAPES = [(N, B), (B, N, 1), (2, B, N), (B, N + 1), (2,)]
+# Shapes that broadcast to (B, N): accepted and expanded, as Norse's arithmetic does.
+BROADCAST_STATE_SHAPES = [(), (N,), (1, N), (B, 1), (1, 1)]
 
 
 @pytest.mark.parametrize(("step", "field"), STEP_FIELDS)
 @pytest.mark.parametrize("shape", BAD_STATE_SHAPES, ids=str)
 def test_state_of_another_shape_is_rejected(step: str, field: str, shape: tuple) -> None:
     kw = _kwargs(step, state=_state(step, (B, N), **{_field_key(field): torch.zeros(shape)}))
-    expected = re.escape(f"{field} must have shape {(B, N)} to match the input, got {shape}")
+    expected = re.escape(
+        f"{field} must have shape {(B, N)} to match the input (or broadcast to it), got {shape}"
+    )
     with pytest.raises(ValueError, match=expected):
         STEPS[step](**kw)
 
 
-@pytest.mark.parametrize("step", STEPS)
-def test_whole_state_that_merely_broadcasts_is_rejected(step: str) -> None:
-    # every state tensor of shape (N,) for an input batch (B, ...): no silent broadcasting
-    field = STATE_FIELDS[step][0]
-    kw = _kwargs(step, state=_state(step, (N,)))
-    with pytest.raises(ValueError, match=re.escape(f"{field} must have shape {(B, N)}")):
-        STEPS[step](**kw)
+@pytest.mark.parametrize(("step", "field"), STEP_FIELDS)
+@pytest.mark.parametrize("shape", BROADCAST_STATE_SHAPES, ids=str)
+def test_state_that_broadcasts_is_expanded(step: str, field: str, shape: tuple) -> None:
+    # The same step from the explicitly expanded state is the reference; the new state has
+    # the neurons' full shape.
+    torch.manual_seed(0)
+    value = torch.rand(shape) * 2.0
+    kw = _kwargs(step, state=_state(step, (B, N), **{_field_key(field): value}))
+    kw["input_tensor"] = torch.rand(kw["input_tensor"].shape) * 3.0
+    full = _kwargs(step, state=_state(step, (B, N), **{_field_key(field): value.expand(B, N)}))
+    full["input_tensor"] = kw["input_tensor"]
+    z, state = STEPS[step](**kw)
+    z_ref, state_ref = STEPS[step](**full)
+    assert torch.equal(z, z_ref)
+    for t, t_ref in zip(_leaves(state), _leaves(state_ref)):
+        assert t.shape == (B, N)
+        assert torch.equal(t, t_ref)
+
+
+def _leaves(state: Any) -> list[torch.Tensor]:
+    return torch.utils._pytree.tree_leaves(state)
 
 
 @pytest.mark.parametrize(("step", "field"), STEP_FIELDS)
@@ -316,18 +334,61 @@ def test_step_rejects_alpha_of_several_elements(step: str) -> None:
 def test_threshold_rejects_alpha_that_is_not_a_number(
     method: str, alpha: Any, type_name: str
 ) -> None:
-    with pytest.raises(TypeError, match=rf"alpha must be a real number, got {type_name}"):
+    with pytest.raises(TypeError, match=rf"alpha must be a positive number, got {type_name}"):
         threshold(torch.zeros(3), method, alpha)
 
 
 @pytest.mark.parametrize("step", STEPS)
 def test_step_rejects_alpha_that_is_a_string(step: str) -> None:
     kw = _kwargs(step, p=_params(step, alpha="100"))
-    with pytest.raises(TypeError, match=r"alpha must be a real number, got str"):
+    with pytest.raises(TypeError, match=r"alpha must be a positive number, got str"):
         STEPS[step](**kw)
 
 
-@pytest.mark.parametrize("alpha", [math.nan, math.inf, -math.inf], ids=repr)
-def test_threshold_rejects_non_finite_alpha(alpha: float) -> None:
-    with pytest.raises(ValueError, match=rf"alpha must be finite, got {re.escape(str(alpha))}"):
+@pytest.mark.parametrize("alpha", [math.nan, math.inf, -math.inf, 0.0, -1.0], ids=repr)
+def test_threshold_rejects_alpha_that_is_not_positive_and_finite(alpha: float) -> None:
+    expected = rf"alpha must be a positive, finite number, got {re.escape(str(alpha))}"
+    with pytest.raises(ValueError, match=expected):
         threshold(torch.zeros(3), "super", alpha)
+    with pytest.raises(ValueError, match=expected):  # a tensor, in eager mode
+        threshold(torch.zeros(3), "super", torch.tensor(alpha))
+
+
+# -- parameter values -----------------------------------------------------------------------
+
+# (field, bad value, what the message says it must be); rho_reset only for refractory steps.
+BAD_VALUES = [
+    *[(f, v, "positive and finite") for f in ("tau_syn_inv", "tau_mem_inv")
+      for v in (0.0, -100.0, math.nan, math.inf)],
+    *[(f, v, "finite") for f in ("v_th", "v_leak", "v_reset") for v in (math.nan, math.inf)],
+    *[("rho_reset", v, ">= 0 and finite") for v in (-1.0, math.nan, math.inf)],
+]
+
+
+def _bad_parameters(step: str, field: str, value: Any) -> Any:
+    if field == "rho_reset":
+        return _params(step, rho_reset=value)
+    return _params(step, **{field: value})
+
+
+@pytest.mark.parametrize(("field", "value", "must"), BAD_VALUES, ids=str)
+@pytest.mark.parametrize("as_tensor", [False, True], ids=["number", "tensor"])
+@pytest.mark.parametrize("step", STEPS)
+def test_parameter_with_a_bad_value_is_rejected(
+    step: str, field: str, value: float, must: str, as_tensor: bool
+) -> None:
+    if field == "rho_reset" and step not in REFRAC:
+        pytest.skip("rho_reset is a parameter of the refractory steps only")
+    if as_tensor:  # per neuron, one bad neuron among good ones
+        value = torch.tensor([1.0, 2.0, value, 3.0])
+    kw = _kwargs(step, p=_bad_parameters(step, field, value))
+    prefix = "p.lif." if step in REFRAC and field != "rho_reset" else "p."
+    with pytest.raises(ValueError, match=rf"{re.escape(prefix + field)} must be {must}, got"):
+        STEPS[step](**kw)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_parameter_values_at_the_edge_are_accepted(step: str) -> None:
+    # rho_reset 0 (no refractory period) and negative potentials are valid.
+    kw = _kwargs(step, p=_params(step, v_leak=-0.5, v_reset=-1.0, v_th=-0.1, rho_reset=0.0))
+    STEPS[step](**kw)

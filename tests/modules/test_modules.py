@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch.utils._pytree import tree_leaves
 
+import lifexport
 import lifexport as lx
-from lifexport.functional import LIFParameters, LIFRefracParameters
+from lifexport.functional import LIFParameters, LIFRefracParameters, LIParameters
 
 NAMES = ("tau_syn_inv", "tau_mem_inv", "v_leak", "v_th", "v_reset", "rho_reset")
 FEATURES, HIDDEN = 3, 5
@@ -292,8 +293,8 @@ def test_sequence_gradients_equal_a_loop_over_the_cell(seq_kind, cell_kind, meth
     "kind,shape,axes",
     [
         ("LIFRefrac", (5,), "(time, batch, ...)"),
-        ("LIFRefracRecurrent", (4, FEATURES), f"(time, batch, {FEATURES})"),
-        ("LIFRefracRecurrentCell", (FEATURES,), f"(batch, {FEATURES})"),
+        ("LIFRefracRecurrent", (FEATURES,), f"(time, [batch, ]{FEATURES})"),
+        ("LIFRefracRecurrentCell", (), f"([batch, ]{FEATURES})"),
         ("LIFRefracCell", (), "(batch, ...)"),
     ],
 )
@@ -373,12 +374,12 @@ def test_sequential_state_rejects_a_state_of_the_wrong_length(sequence_mode):
 def test_sequential_state_and_time_loop_need_a_time_axis():
     net = lx.SequentialState(torch.nn.Linear(4, 4), lx.LIFRefrac())
     with pytest.raises(
-        ValueError, match=r"input must have shape \(time, batch, \.\.\.\), got \(4,\)"
+        ValueError, match=r"input must have shape \(time, batch, \.\.\.\) .*got \(4,\)"
     ):
         net(torch.ones(4))
     loop = lx.TimeLoop(lx.LIFRefracCell())
     with pytest.raises(
-        ValueError, match=r"input must have shape \(time, batch, \.\.\.\), got \(4,\)"
+        ValueError, match=r"input must have shape \(time, batch, \.\.\.\) .*got \(4,\)"
     ):
         loop(torch.ones(4))
     with pytest.raises(ValueError, match=r"TimeLoop needs a module with step\(\).*got Linear"):
@@ -460,3 +461,34 @@ def test_parameters_share_the_default_dtype():
     assert {t.dtype for t in cell.parameter_values().values()} == {torch.float64}
     assert {t.dtype for t in lx.LIFRefracCell().parameter_values().values()} == {torch.float32}
     assert cell.float().v_th.dtype == torch.float32
+
+
+# -- parameter values at construction ---------------------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+BAD_MODULE_VALUES = [
+    (lambda v: lifexport.LIFRefrac(LIFRefracParameters(LIFParameters(tau_mem_inv=v))),
+     "p.tau_mem_inv", "positive and finite", (0.0, -1.0, NAN, INF)),
+    (lambda v: lifexport.LIFRefracRecurrent(2, 3, LIFRefracParameters(LIFParameters(tau_syn_inv=v))),
+     "p.tau_syn_inv", "positive and finite", (0.0, NAN)),
+    (lambda v: lifexport.LIF(LIFParameters(v_th=v)), "p.v_th", "finite", (NAN, INF)),
+    (lambda v: lifexport.LIFRefracCell(LIFRefracParameters(rho_reset=v)),
+     "p.rho_reset", ">= 0 and finite", (-1.0, NAN)),
+    (lambda v: lifexport.LI(LIParameters(tau_mem_inv=v)), "p.tau_mem_inv", "positive and finite",
+     (0.0, NAN)),
+    (lambda v: lifexport.LIFRefrac(LIFRefracParameters(LIFParameters(alpha=v))),
+     "p.alpha", "a positive, finite number", (0.0, -2.0, NAN)),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "name", "must", "value"),
+    [(make, name, must, v) for make, name, must, values in BAD_MODULE_VALUES for v in values],
+    ids=lambda a: a if isinstance(a, str) else repr(a) if isinstance(a, float) else "",
+)
+@pytest.mark.parametrize("as_tensor", [False, True], ids=["number", "tensor"])
+def test_bad_parameter_value_is_rejected_at_construction(make, name, must, value, as_tensor):
+    if as_tensor:  # one bad neuron among good ones (alpha: one number per layer)
+        value = torch.tensor(value) if name == "p.alpha" else torch.tensor([1.0, value, 2.0])
+    with pytest.raises(ValueError, match=rf"{re.escape(name)} must be {re.escape(must)}, got"):
+        make(value)
