@@ -156,8 +156,11 @@ def test_export_keeps_one_named_node_per_spike():
 
     ep = torch.export.export(Step(), tuple(torch.rand(4, B, N)))
     targets = [str(n.target) for n in ep.graph.nodes if n.op == "call_function"]
-    assert targets.count("lifexport.super_spike.default") == 2
-    assert not any("lifexport" in t and "super_spike" not in t for t in targets)
+    # alpha, a Python float, is recorded as a constant (the op that takes it as a float)
+    assert targets.count("lifexport.super_spike_attr.default") == 2
+    assert not any("lifexport" in t and "super_spike_attr" not in t for t in targets)
+    spike = next(n for n in ep.graph.nodes if str(n.target) == "lifexport.super_spike_attr.default")
+    assert spike.args[1] == 100.0
 
 
 def test_floats_made_symbolic_by_dynamo_are_accepted():
