@@ -10,7 +10,8 @@ made it, whatever the order layers run in (a stack of cells runs layer by layer 
 stack of sequence layers runs each layer through all steps). Within one layer step the first
 call is the membrane (LIF and LIF-refrac steps threshold ``v - v_th`` first; a LIF-refrac step
 then thresholds ``rho``), and its ``|x|`` is the margin. ``method="heaviside"`` has no
-custom op: there the ``aten.gt.Scalar(x, 0)`` that ``heaviside`` calls is recorded instead.
+custom op: there the ``aten.gt.Scalar(x, 0)`` that ``heaviside`` calls is recorded instead
+(calls of another shape than the layer's output, such as parameter checks, are dropped).
 Leaky integrators call none and have no margin. The same wrappers record each layer's state
 after every step, so a sequence graph's states can be compared step by step too.
 """
@@ -126,7 +127,9 @@ def _watch(
                 y, new_state = inner(x, state)
             finally:
                 recorder.calls, recorder.heaviside = outer
-            logs[k].calls.append(calls)
+            # only thresholds of the layer's neurons: checks of the layer's parameters
+            # (``tau > 0`` on a 0-dim or per-neuron tensor) call ``gt`` too
+            logs[k].calls.append([c for c in calls if c.shape == tuple(y.shape)])
             logs[k].states.append([to_numpy(t).copy() for t in flatten_state(new_state)[0]])
             return y, new_state
 
