@@ -65,7 +65,7 @@ class Mismatch:
         )
 
     def format(self) -> str:
-        where = f"step {self.step}" if self.step is not None else "at the end"
+        where = f"step {self.step}" if self.step is not None else "the end"
         layer = f", layer {self.layer}" if self.layer is not None else ""
         if self.kind == "shape":
             return f"{self.name}: shapes differ"
