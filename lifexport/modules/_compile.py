@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -49,12 +50,36 @@ def compile(module: torch.nn.Module, **kwargs: Any) -> torch.nn.Module:  # noqa:
     raises the same ``ValueError``/``TypeError`` as the eager module. Cells and other modules
     are compiled as they are.
 
+    CUDA graphs (``mode="reduce-overhead"`` or ``"max-autotune"``) cannot hold the ``scan``
+    loop, whose trip count the host decides: torch 2.11 either fails ("storage data ptrs are
+    not allocated in pool") or, with the loop's results copied into the pool, replays wrong
+    values. So a sequence module compiles in that mode with CUDA graphs skipped for its
+    (dynamic-T) graphs, and a warning says so; cells, which have no loop, get CUDA graphs.
+
     Examples:
         >>> import lifexport
         >>> net = lifexport.compile(lifexport.LIFRefrac())
         >>> spikes, state = net(torch.zeros(10, 2, 3))  # later calls may use any T
     """
+    sequence = getattr(module, "is_sequence", False)
+    mode = kwargs.get("mode")
+    if sequence and mode is not None:
+        options = torch._inductor.list_mode_options(mode)
+        if options.get("triton.cudagraphs"):
+            warnings.warn(
+                f"lifexport.compile(mode={mode!r}): CUDA graphs cannot capture the time loop "
+                "(a scan whose trip count the host decides), so this sequence module runs "
+                "without them; the rest of the mode applies",
+                UserWarning,
+                stacklevel=2,
+            )
+            del kwargs["mode"]
+            kwargs["options"] = {
+                **options,
+                "triton.cudagraph_skip_dynamic_graphs": True,
+                **kwargs.get("options", {}),
+            }
     compiled = torch.compile(module, fullgraph=True, **kwargs)
-    if getattr(module, "is_sequence", False):
+    if sequence:
         return CompiledSequence(module, compiled)
     return compiled
