@@ -100,9 +100,12 @@ def check_like(name: str, t: Tensor, like: Tensor) -> None:
         raise ValueError(f"{name} is on {t.device} but the input is on {like.device}")
 
 
-def check_parameters(p: NamedTuple, shape: torch.Size, like: Tensor, prefix: str = "p") -> None:
+def check_parameters(
+    p: NamedTuple, shape: torch.Size, like: Tensor, prefix: str = "p", values: bool = True
+) -> None:
     """Neuron parameters: known method, one-number alpha, tensors that broadcast to ``shape``
-    with ``like``'s dtype and device.
+    with ``like``'s dtype and device, values within :data:`VALUE_RULES` (a tensor's only with
+    ``values``: reading them costs a device sync per tensor).
 
     A per-neuron parameter may broadcast *to* the neuron shape (e.g. ``(N,)`` against
     ``(B, N)``) but never enlarge it.
@@ -112,9 +115,9 @@ def check_parameters(p: NamedTuple, shape: torch.Size, like: Tensor, prefix: str
         if field == "method":
             check_method(value, name)
         elif field == "alpha":
-            check_alpha(value, name)
+            check_alpha(value, name, values)
         elif hasattr(value, "_fields"):
-            check_parameters(value, shape, like, name)
+            check_parameters(value, shape, like, name, values)
         elif isinstance(value, Tensor):
             check_like(name, value, like)
             if not _broadcasts_to(value.shape, shape):
@@ -125,7 +128,7 @@ def check_parameters(p: NamedTuple, shape: torch.Size, like: Tensor, prefix: str
                 )
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
-        if field in VALUE_RULES:
+        if field in VALUE_RULES and (values or not isinstance(value, Tensor)):
             check_value(name, value, VALUE_RULES[field])
 
 

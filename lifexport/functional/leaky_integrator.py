@@ -57,6 +57,8 @@ def li_feed_forward_step(
     state: LIState,
     p: LIParameters = LIParameters(),
     dt: float = 0.001,
+    *,
+    check_values: bool = True,
 ) -> tuple[Tensor, LIState]:
     """One Euler step of a leaky integrator driven by an input current.
 
@@ -65,6 +67,9 @@ def li_feed_forward_step(
         state: the state at this step, tensors of ``input_tensor``'s shape.
         p: parameters.
         dt: integration step in seconds.
+        check_values: check the values of tensor parameters too (eager only; a device sync
+            per tensor). Python numbers are always checked. Modules pass ``False`` in their
+            time loops, having checked their parameters once per call.
 
     Returns:
         ``(v, LIState(v, i))``: the new potential (the output) and the new state.
@@ -77,7 +82,7 @@ def li_feed_forward_step(
     check_input("input_tensor", input_tensor)
     check_dt(dt)
     state = check_state(state, (LIState,), input_tensor.shape, input_tensor)
-    check_parameters(p, input_tensor.shape, input_tensor)
+    check_parameters(p, input_tensor.shape, input_tensor, values=check_values)
     return _li_integrate(state.i + input_tensor, state, p, dt)
 
 
@@ -87,6 +92,8 @@ def li_step(
     input_weights: Tensor,
     p: LIParameters = LIParameters(),
     dt: float = 0.001,
+    *,
+    check_values: bool = True,
 ) -> tuple[Tensor, LIState]:
     """One Euler step of a leaky integrator with input weights ``(hidden, features)``.
 
@@ -95,6 +102,6 @@ def li_step(
     """
     shape = check_weighted_args(input_tensor, dt, input_weights=input_weights)
     state = check_state(state, (LIState,), shape, input_tensor)
-    check_parameters(p, shape, input_tensor)
+    check_parameters(p, shape, input_tensor, values=check_values)
     i_jump = state.i + torch.nn.functional.linear(input_tensor, input_weights)
     return _li_integrate(i_jump, state, p, dt)

@@ -35,7 +35,7 @@ from lifexport.functional._checks import (
     check_state,
     check_weighted_args,
 )
-from lifexport.functional.threshold import threshold
+from lifexport.functional.threshold import spike
 
 __all__ = [
     "LIFParameters",
@@ -96,7 +96,7 @@ def _integrate(
     v_decayed = v + dv
     di = -dt * p.tau_syn_inv * i_jump
     i_decayed = i_jump + di
-    z_new = threshold(v_decayed - p.v_th, p.method, p.alpha)
+    z_new = spike(v_decayed - p.v_th, p.method, p.alpha)
     return z_new, v_decayed, i_decayed
 
 
@@ -139,6 +139,8 @@ def lif_step(
     recurrent_weights: Tensor,
     p: LIFParameters = LIFParameters(),
     dt: float = 0.001,
+    *,
+    check_values: bool = True,
 ) -> tuple[Tensor, LIFState]:
     r"""One Euler step of a recurrently connected LIF neuron.
 
@@ -149,6 +151,9 @@ def lif_step(
         recurrent_weights: ``(hidden, hidden)``.
         p: neuron parameters.
         dt: integration step in seconds.
+        check_values: check the values of tensor parameters too (eager only; a device sync
+            per tensor). Python numbers are always checked. Modules pass ``False`` in their
+            time loops, having checked their parameters once per call.
 
     Returns:
         ``(z, LIFState(z, v, i))``: the spikes of this step and the new state.
@@ -167,7 +172,7 @@ def lif_step(
         input_tensor, dt, input_weights=input_weights, recurrent_weights=recurrent_weights
     )
     state = check_state(state, (LIFState,), shape, input_tensor)
-    check_parameters(p, shape, input_tensor)
+    check_parameters(p, shape, input_tensor, values=check_values)
     return _lif_step(input_tensor, state, input_weights, recurrent_weights, p, dt)
 
 
@@ -176,6 +181,8 @@ def lif_feed_forward_step(
     state: LIFFeedForwardState,
     p: LIFParameters = LIFParameters(),
     dt: float = 0.001,
+    *,
+    check_values: bool = True,
 ) -> tuple[Tensor, LIFFeedForwardState]:
     r"""One Euler step of a feed-forward LIF neuron driven by an input current.
 
@@ -184,6 +191,9 @@ def lif_feed_forward_step(
         state: the state at the current step, tensors of ``input_tensor``'s shape.
         p: neuron parameters.
         dt: integration step in seconds.
+        check_values: check the values of tensor parameters too (eager only; a device sync
+            per tensor). Python numbers are always checked. Modules pass ``False`` in their
+            time loops, having checked their parameters once per call.
 
     Returns:
         ``(z, LIFFeedForwardState(v, i))``: the spikes of this step and the new state.
@@ -201,5 +211,5 @@ def lif_feed_forward_step(
     check_input("input_tensor", input_tensor)
     check_dt(dt)
     state = check_state(state, (LIFFeedForwardState,), input_tensor.shape, input_tensor)
-    check_parameters(p, input_tensor.shape, input_tensor)
+    check_parameters(p, input_tensor.shape, input_tensor, values=check_values)
     return _lif_feed_forward_step(input_tensor, state, p, dt)

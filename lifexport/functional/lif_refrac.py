@@ -39,7 +39,7 @@ from lifexport.functional.lif import (
     _lif_feed_forward_step,
     _lif_step,
 )
-from lifexport.functional.threshold import threshold
+from lifexport.functional.threshold import check_alpha, check_method, spike
 
 __all__ = [
     "LIFRefracParameters",
@@ -102,7 +102,19 @@ def compute_refractory_update(
         >>> compute_refractory_update(s, torch.tensor([1.0, 1.0]), torch.tensor([0.0, 0.0]))
         (tensor([0.0000, 0.5000]), tensor([1., 0.]), tensor([5., 2.]))
     """
-    refrac_mask = threshold(state.rho, p.lif.method, p.lif.alpha)
+    check_method(p.lif.method, "p.lif.method")
+    check_alpha(p.lif.alpha, "p.lif.alpha")
+    return _refractory_update(state, z_new, v_new, p)
+
+
+def _refractory_update(
+    state: LIFRefracState | LIFRefracFeedForwardState,
+    z_new: Tensor,
+    v_new: Tensor,
+    p: LIFRefracParameters,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`compute_refractory_update` without argument checks."""
+    refrac_mask = spike(state.rho, p.lif.method, p.lif.alpha)
     v_new = (1 - refrac_mask) * v_new + refrac_mask * state.lif.v
     z_new = (1 - refrac_mask) * z_new
     rho_new = (1 - z_new) * torch.nn.functional.relu(state.rho - refrac_mask) + z_new * p.rho_reset
@@ -116,6 +128,8 @@ def lif_refrac_step(
     recurrent_weights: Tensor,
     p: LIFRefracParameters = LIFRefracParameters(),
     dt: float = 0.001,
+    *,
+    check_values: bool = True,
 ) -> tuple[Tensor, LIFRefracState]:
     r"""One Euler step of a recurrently connected LIF neuron with a refractory period.
 
@@ -126,6 +140,9 @@ def lif_refrac_step(
         recurrent_weights: ``(hidden, hidden)``.
         p: neuron parameters.
         dt: integration step in seconds.
+        check_values: check the values of tensor parameters too (eager only; a device sync
+            per tensor). Python numbers are always checked. Modules pass ``False`` in their
+            time loops, having checked their parameters once per call.
 
     Returns:
         ``(z, LIFRefracState(LIFState(z, v, i), rho))``.
@@ -146,9 +163,9 @@ def lif_refrac_step(
         input_tensor, dt, input_weights=input_weights, recurrent_weights=recurrent_weights
     )
     state = check_state(state, (LIFRefracState, LIFState), shape, input_tensor)
-    check_parameters(p, shape, input_tensor)
+    check_parameters(p, shape, input_tensor, values=check_values)
     z_new, s_new = _lif_step(input_tensor, state.lif, input_weights, recurrent_weights, p.lif, dt)
-    v_new, z_new, rho_new = compute_refractory_update(state, z_new, s_new.v, p)
+    v_new, z_new, rho_new = _refractory_update(state, z_new, s_new.v, p)
     return z_new, LIFRefracState(LIFState(z_new, v_new, s_new.i), rho_new)
 
 
@@ -157,6 +174,8 @@ def lif_refrac_feed_forward_step(
     state: LIFRefracFeedForwardState,
     p: LIFRefracParameters = LIFRefracParameters(),
     dt: float = 0.001,
+    *,
+    check_values: bool = True,
 ) -> tuple[Tensor, LIFRefracFeedForwardState]:
     r"""One Euler step of a feed-forward LIF neuron with a refractory period.
 
@@ -165,6 +184,9 @@ def lif_refrac_feed_forward_step(
         state: state at this step, tensors of ``input_tensor``'s shape.
         p: neuron parameters.
         dt: integration step in seconds.
+        check_values: check the values of tensor parameters too (eager only; a device sync
+            per tensor). Python numbers are always checked. Modules pass ``False`` in their
+            time loops, having checked their parameters once per call.
 
     Returns:
         ``(z, LIFRefracFeedForwardState(LIFFeedForwardState(v, i), rho))``.
@@ -185,7 +207,7 @@ def lif_refrac_feed_forward_step(
     state = check_state(
         state, (LIFRefracFeedForwardState, LIFFeedForwardState), input_tensor.shape, input_tensor
     )
-    check_parameters(p, input_tensor.shape, input_tensor)
+    check_parameters(p, input_tensor.shape, input_tensor, values=check_values)
     z_new, s_new = _lif_feed_forward_step(input_tensor, state.lif, p.lif, dt)
-    v_new, z_new, rho_new = compute_refractory_update(state, z_new, s_new.v, p)
+    v_new, z_new, rho_new = _refractory_update(state, z_new, s_new.v, p)
     return z_new, LIFRefracFeedForwardState(LIFFeedForwardState(v_new, s_new.i), rho_new)

@@ -212,11 +212,12 @@ def check_method(method: str, name: str = "method") -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
 
 
-def check_alpha(alpha: object, name: str = "alpha") -> None:
+def check_alpha(alpha: object, name: str = "alpha", values: bool = True) -> None:
     """``alpha`` must be one positive, finite number: a real number or a one-element tensor.
 
-    A tensor's value is checked only in eager mode: under ``torch.compile`` reading it would
-    break the graph (modules check theirs at construction).
+    A tensor's value is checked only in eager mode and with ``values`` (under
+    ``torch.compile`` reading it would break the graph; modules check theirs at construction
+    and once per call).
 
     Raises:
         ValueError: a tensor of more than one element (the surrogate width is one number per
@@ -231,7 +232,7 @@ def check_alpha(alpha: object, name: str = "alpha") -> None:
             )
         if not alpha.dtype.is_floating_point:
             raise TypeError(f"{name} must be a floating-point tensor, got dtype {alpha.dtype}")
-        if torch.compiler.is_compiling():
+        if not values or torch.compiler.is_compiling():
             return
         alpha = alpha.item()
     elif isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
@@ -249,7 +250,8 @@ def alpha_tensor(alpha: float | Tensor, like: Tensor) -> Tensor:
     surrogate's arithmetic is the same either way.
     """
     if isinstance(alpha, Tensor):
-        return alpha.detach().reshape(()).to(dtype=like.dtype, device=like.device)
+        alpha = alpha if alpha.dim() == 0 else alpha.reshape(())
+        return alpha.to(dtype=like.dtype, device=like.device)  # itself, if they match
     return torch.tensor(alpha, dtype=like.dtype, device=like.device)
 
 
@@ -278,6 +280,11 @@ def threshold(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:
     """
     check_method(method)
     check_alpha(alpha)
+    return spike(x, method, alpha)
+
+
+def spike(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:
+    """:func:`threshold` without argument checks: for steps that checked ``p`` already."""
     if method == "heaviside":
         return heaviside(x)
     surrogate = SURROGATES[method]

@@ -81,6 +81,16 @@ class NeuronModule(torch.nn.Module):
             else:
                 self.register_buffer(name, tensor)
 
+    def check_parameter_values(self) -> None:
+        """Raise ``ValueError`` naming a parameter whose value is out of range (a NaN
+        ``v_th``, ``tau_mem_inv <= 0``, ...). Eager only; the forward passes call it once per
+        call, so the steps of a time loop need not read every tensor again."""
+        for name in self.parameter_names:
+            if name in VALUE_RULES:
+                check_value(f"p.{name}", getattr(self, name), VALUE_RULES[name])
+        if self.alpha is not None:
+            check_alpha(self.alpha, "p.alpha")
+
     def surrogate_alpha(self) -> Tensor | float | None:
         """``alpha`` as the step passes it to the spike ops: the buffer, read at run time; or,
         inside :func:`constant_surrogates`, its value as a Python float."""
@@ -164,6 +174,7 @@ class FeedForwardCell(NeuronModule):
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """One time step: ``(x, state=None) -> (output, state)``."""
         self.check_input(x, time=False)
+        self.check_parameter_values()
         return self.step(x, self.initial_state(x) if state is None else state)
 
 
@@ -239,6 +250,7 @@ class RecurrentCell(NeuronModule):
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """One time step: ``(x, state=None) -> (output, state)``."""
         self.check_input(x, time=False)
+        self.check_parameter_values()
         return self.step(x, self.initial_state(x) if state is None else state)
 
 
@@ -253,6 +265,7 @@ class SequenceLayer:
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         self.check_input(x, time=True)
         check_time_steps(x)
+        self.check_parameter_values()
         if state is None:
             state = self.initial_state(x[0])
         else:

@@ -54,7 +54,7 @@ class LIFCell(_LIFParameters, FeedForwardCell):
         return LIFFeedForwardState(rest(x, x.shape, self.v_leak), rest(x, x.shape))
 
     def step(self, x: Tensor, state: LIFFeedForwardState) -> tuple[Tensor, LIFFeedForwardState]:
-        return lif_feed_forward_step(x, state, self.p, self.dt)
+        return lif_feed_forward_step(x, state, self.p, self.dt, check_values=False)
 
 
 class LIF(SequenceLayer, LIFCell):
@@ -91,7 +91,7 @@ class LIFRecurrentCell(_LIFParameters, RecurrentCell):
         return LIFState(rest(x, shape), rest(x, shape, self.v_leak), rest(x, shape))
 
     def step(self, x: Tensor, state: LIFState) -> tuple[Tensor, LIFState]:
-        return lif_step(x, state, *self.weights(), self.p, self.dt)
+        return lif_step(x, state, *self.weights(), self.p, self.dt, check_values=False)
 
 
 class LIFRecurrent(SequenceLayer, LIFRecurrentCell):

@@ -84,7 +84,7 @@ class LIFRefracCell(_LIFRefracParameters, FeedForwardCell):
         self, x: Tensor, state: LIFRefracFeedForwardState
     ) -> tuple[Tensor, LIFRefracFeedForwardState]:
         """One time step from an explicit state."""
-        return lif_refrac_feed_forward_step(x, state, self.p, self.dt)
+        return lif_refrac_feed_forward_step(x, state, self.p, self.dt, check_values=False)
 
 
 class LIFRefrac(SequenceLayer, LIFRefracCell):
@@ -145,7 +145,7 @@ class LIFRefracRecurrentCell(_LIFRefracParameters, RecurrentCell):
 
     def step(self, x: Tensor, state: LIFRefracState) -> tuple[Tensor, LIFRefracState]:
         """One time step from an explicit state."""
-        return lif_refrac_step(x, state, *self.weights(), self.p, self.dt)
+        return lif_refrac_step(x, state, *self.weights(), self.p, self.dt, check_values=False)
 
 
 class LIFRefracRecurrent(SequenceLayer, LIFRefracRecurrentCell):

@@ -107,6 +107,9 @@ class SequentialState(torch.nn.Sequential):
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
         if not self.is_sequence:
+            for layer in self:
+                if isinstance(layer, NeuronModule):
+                    layer.check_parameter_values()
             return self.step(x, state)
         check_rank(x, 2, "(time, batch, ...)")
         check_time_steps(x)
@@ -147,5 +150,8 @@ class TimeLoop(torch.nn.Module):
     def forward(self, xs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         check_rank(xs, 2, "(time, batch, ...)")
         check_time_steps(xs)
+        for layer in self.module.modules():
+            if isinstance(layer, NeuronModule):
+                layer.check_parameter_values()
         state = self.module.initial_state(xs[0]) if state is None else state
         return time_loop(self.module.step, xs, state)

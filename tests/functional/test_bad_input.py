@@ -392,3 +392,13 @@ def test_parameter_values_at_the_edge_are_accepted(step: str) -> None:
     # rho_reset 0 (no refractory period) and negative potentials are valid.
     kw = _kwargs(step, p=_params(step, v_leak=-0.5, v_reset=-1.0, v_th=-0.1, rho_reset=0.0))
     STEPS[step](**kw)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_check_values_false_leaves_tensor_values_to_the_caller(step: str) -> None:
+    # what modules do inside their time loops, having checked their parameters once per call
+    kw = _kwargs(step, p=_params(step, v_th=torch.tensor([1.0, math.nan, 1.0, 1.0])))
+    STEPS[step](**kw, check_values=False)
+    kw = _kwargs(step, p=_params(step, v_th=math.nan))  # a Python number: always checked
+    with pytest.raises(ValueError, match=r"v_th must be finite, got nan"):
+        STEPS[step](**kw, check_values=False)

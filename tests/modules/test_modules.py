@@ -492,3 +492,17 @@ def test_bad_parameter_value_is_rejected_at_construction(make, name, must, value
         value = torch.tensor(value) if name == "p.alpha" else torch.tensor([1.0, value, 2.0])
     with pytest.raises(ValueError, match=rf"{re.escape(name)} must be {re.escape(must)}, got"):
         make(value)
+
+
+def test_parameter_that_turns_bad_after_construction_is_caught_at_the_next_call() -> None:
+    # e.g. a trained tau_mem_inv pushed below zero by an optimizer step
+    model = lifexport.LIFRefrac(trainable=("tau_mem_inv",))
+    model(torch.rand(3, 2, 4))
+    with torch.no_grad():
+        model.tau_mem_inv.fill_(-1.0)
+    with pytest.raises(ValueError, match=r"p.tau_mem_inv must be positive and finite, got"):
+        model(torch.rand(3, 2, 4))
+    cell = lifexport.LIFRefracCell()
+    cell.v_th.fill_(float("nan"))
+    with pytest.raises(ValueError, match=r"p.v_th must be finite, got"):
+        cell(torch.rand(2, 4))
