@@ -74,7 +74,8 @@ def export_program(
     """Export a torch program to a checked ONNX model, and save it if ``path`` is given.
 
     The program runs in eval mode (every submodule's own mode is restored afterwards, also
-    when the export fails) and without autograd: a training graph's gradients come from :func:`trace_training_step`.
+    when the export fails) and without autograd: a training graph's gradients come from
+    :func:`trace_training_step`.
 
     Args:
         fn_or_module: a module, or a function of tensors (for a function, or a module whose

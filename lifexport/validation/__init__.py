@@ -19,7 +19,15 @@ Modules, one concern each: ``_graph`` (the file, its metadata, the drive), ``_re
 ``_validate`` (the entry point).
 """
 
+from lifexport.validation._compare import default_tolerances
 from lifexport.validation._report import Mismatch, ProviderReport, ValidationReport, assert_valid
 from lifexport.validation._validate import validate
 
-__all__ = ["Mismatch", "ProviderReport", "ValidationReport", "assert_valid", "validate"]
+__all__ = [
+    "Mismatch",
+    "ProviderReport",
+    "ValidationReport",
+    "assert_valid",
+    "default_tolerances",
+    "validate",
+]

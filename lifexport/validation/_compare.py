@@ -15,11 +15,36 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 
 import numpy as np
+import torch
 
 from lifexport.validation._report import Mismatch
 
 #: Order of values compared only at the end: states, then gradients, then the loss.
 _FINAL_ORDER = ("next_state.", "y", "grad.", "loss")
+
+
+#: ``(rtol, atol, numerical_margin)`` of a float32 graph: about 840, 84 and 84 ulps of 1.
+FLOAT32_TOLERANCES = (1e-4, 1e-5, 1e-5)
+
+
+def default_tolerances(dtype: torch.dtype) -> tuple[float, float, float]:
+    """``(rtol, atol, numerical_margin)`` for a graph of ``dtype``: float32's scaled by
+    ``eps(dtype) / eps(float32)``, the same number of ulps (float16: 8192 times float32's,
+    so one rounding of a float16 ``v`` near ``v_th`` is a numerical flip, not a real one).
+
+    Finer types keep float32's: the exporter writes Python float constants (``dt``, and what
+    it folds with them) as float32 values, so a float64 graph is only float32-accurate there
+    (torch 2.13, pinned in ``tests/export/test_exporter_quirks.py``).
+
+    Examples:
+        >>> default_tolerances(torch.float32)
+        (0.0001, 1e-05, 1e-05)
+        >>> [round(t, 6) for t in default_tolerances(torch.float16)]
+        [0.8192, 0.08192, 0.08192]
+    """
+    scale = max(1.0, torch.finfo(dtype).eps / torch.finfo(torch.float32).eps)
+    rtol, atol, margin = FLOAT32_TOLERANCES
+    return rtol * scale, atol * scale, margin * scale
 
 
 def differences(torch_value: np.ndarray, onnx_value: np.ndarray) -> tuple[float, float]:

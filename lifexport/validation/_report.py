@@ -150,11 +150,15 @@ class ValidationReport:
         spikes: spikes the torch run emitted per spike output (0 means the check was weak).
         rtol, atol: the tolerance of non-spike values (``|onnx - torch| <= atol + rtol|torch|``).
         numerical_margin: the largest ``|v - v_th|`` at which a spike flip counts as numerical.
+        dtype: the graph's floating-point type (``"float32"``); the default tolerances follow
+            it.
         model_mode: the mode torch ran the model in, its own as given: ``"eval"``, ``"train"``,
             or ``"mixed"`` (some submodules in each; ``train_modules`` names those in train
             mode). An inference graph is exported in eval mode, so Dropout or BatchNorm in
             train mode make the runs differ.
         train_modules: with ``model_mode="mixed"``, the submodules in train mode, by name.
+        mode_dependent: the submodules in train mode whose output depends on the mode
+            (Dropout, BatchNorm, InstanceNorm), by name.
     """
 
     path: str
@@ -170,6 +174,8 @@ class ValidationReport:
     numerical_margin: float
     model_mode: str = "eval"
     train_modules: tuple[str, ...] = ()
+    mode_dependent: tuple[str, ...] = ()
+    dtype: str = "float32"
 
     @property
     def passed(self) -> bool:
@@ -182,6 +188,7 @@ class ValidationReport:
             path=self.path,
             graph=self.graph,
             mode=self.mode,
+            dtype=self.dtype,
             steps=self.steps,
             batch=self.batch,
             passed=self.passed,
@@ -193,6 +200,7 @@ class ValidationReport:
             numerical_margin=self.numerical_margin,
             model_mode=self.model_mode,
             train_modules=list(self.train_modules),
+            mode_dependent=list(self.mode_dependent),
         )
 
     def _mode_line(self) -> str:
@@ -200,20 +208,23 @@ class ValidationReport:
         if self.model_mode == "mixed":
             mode += f" (in train mode: {', '.join(self.train_modules)})"
         line = f"torch ran the model in its own {mode}"
-        if self.model_mode != "eval" and self.mode == "inference" and not self.passed:
+        if self.mode_dependent and self.mode == "inference":
             line += (
-                "; the graph was exported in eval mode: if the model holds Dropout or BatchNorm, "
-                "call model.eval() before validating"
+                f"; {', '.join(self.mode_dependent)} act as in training, the graph as in eval "
+                "mode: call model.eval() before validating to compare them"
             )
         return line
 
     def format(self) -> str:
-        """A short summary: a header line, the model's mode, then one block per provider."""
+        """A short summary: a header line, the model's mode, the tolerances, then one block
+        per provider."""
         spikes = ", ".join(f"{n}: {c}" for n, c in self.spikes.items()) or "no spike output"
         lines = [
-            f"{self.path}: {self.graph} graph, {self.mode}, T={self.steps}, B={self.batch}: "
-            f"{'PASSED' if self.passed else 'FAILED'} (torch spikes {spikes})",
+            f"{self.path}: {self.graph} graph, {self.mode}, {self.dtype}, T={self.steps}, "
+            f"B={self.batch}: {'PASSED' if self.passed else 'FAILED'} (torch spikes {spikes})",
             self._mode_line(),
+            f"tolerances for {self.dtype}: rtol {self.rtol:.2g}, atol {self.atol:.2g}, "
+            f"near-threshold margin {self.numerical_margin:.2g}",
         ]
         lines += [p.format() for p in self.providers.values()]
         lines += [f"{name}: unavailable: {why}" for name, why in self.unavailable.items()]

@@ -15,7 +15,7 @@ from torch import Tensor
 from lifexport.errors import ExportError
 from lifexport.modules._time import flatten_state
 from lifexport.modules.sequential import TimeLoop
-from lifexport.validation._compare import first_mismatch, summarize
+from lifexport.validation._compare import default_tolerances, first_mismatch, summarize
 from lifexport.validation._graph import GraphFile, check_inputs, read_graph, synthesize_inputs
 from lifexport.validation._reference import Reference, run_torch, to_numpy
 from lifexport.validation._report import ProviderReport, ValidationReport
@@ -27,6 +27,12 @@ from lifexport.validation._runtime import (
 )
 
 PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider")
+#: Layers whose output depends on their mode (as far as torch's own layers go).
+_MODE_DEPENDENT = (
+    torch.nn.modules.dropout._DropoutNd,
+    torch.nn.modules.batchnorm._BatchNorm,
+    torch.nn.modules.instancenorm._InstanceNorm,
+)
 
 
 def validate(
@@ -37,9 +43,9 @@ def validate(
     *,
     steps: int | None = None,
     seed: int = 0,
-    numerical_margin: float = 1e-5,
-    rtol: float = 1e-4,
-    atol: float = 1e-5,
+    numerical_margin: float | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
     target: Tensor | None = None,
     loss: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> ValidationReport:
@@ -73,6 +79,9 @@ def validate(
         seed: seed of the synthesized drive.
         numerical_margin: a flip where torch's ``|v - v_th|`` is at most this is numerical.
         rtol, atol: tolerance of states, non-spike outputs, loss and gradients.
+            ``None`` (each of the three): the default for the graph's dtype, float32's
+            ``1e-5``, ``1e-4``, ``1e-5`` in as many ulps of that dtype (see
+            :func:`~lifexport.validation.default_tolerances`); the report has the values used.
         target: training graphs with a ``target`` input: the target, batch first as exported,
             ``(B, ...)``; for a step graph also ``(T, B, ...)``, one per step.
         loss: with ``target``: the ``loss(y, target)`` the graph was exported with.
@@ -97,8 +106,9 @@ def validate(
         >>> report.passed, report.providers[cpu].first_mismatch
         (True, None)
         >>> print(report.format())
-        /tmp/lif_refrac.onnx: sequence graph, inference, T=50, B=2: PASSED (torch spikes y: ...)
+        /tmp/lif_refrac.onnx: sequence graph, inference, float32, T=50, B=2: PASSED ...
         torch ran the model in its own train mode
+        tolerances for float32: rtol 0.0001, atol 1e-05, near-threshold margin 1e-05
         CPUExecutionProvider: passed, spikes equal
           max |onnx - torch|: y 0, next_state.0.v ...
     """
@@ -107,10 +117,14 @@ def validate(
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"steps must be a positive int or None, got {steps!r}")
     for name, value in (("numerical_margin", numerical_margin), ("rtol", rtol), ("atol", atol)):
-        if not (isinstance(value, (int, float)) and 0 <= value < math.inf):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if value is not None and not (isinstance(value, (int, float)) and 0 <= value < math.inf):
+            raise ValueError(f"{name} must be a finite number >= 0 or None, got {value!r}")
     run, unavailable = resolve_providers(providers)
     info = read_graph(onnx_path)
+    defaults = default_tolerances(info.dtype)
+    rtol = defaults[0] if rtol is None else float(rtol)
+    atol = defaults[1] if atol is None else float(atol)
+    numerical_margin = defaults[2] if numerical_margin is None else float(numerical_margin)
     if inputs is None:
         xs = synthesize_inputs(info, steps, seed)
     else:
@@ -189,6 +203,12 @@ def validate(
         numerical_margin=numerical_margin,
         model_mode=model_mode,
         train_modules=train_modules,
+        mode_dependent=tuple(
+            name
+            for name, m in model.named_modules()
+            if m.training and isinstance(m, _MODE_DEPENDENT)
+        ),
+        dtype=str(info.dtype).removeprefix("torch."),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 from torch._higher_order_ops.scan import scan
@@ -174,3 +175,14 @@ def test_exporter_drops_the_mean_of_nll_loss_backward(ort_session):
         grads[name] = ort_session(model)(feeds)["grad"]
     torch.testing.assert_close(torch.from_numpy(grads["raw"]), 5 * expected)  # the quirk
     torch.testing.assert_close(torch.from_numpy(grads["decomposed"]), expected)
+
+
+def test_exporter_writes_python_float_constants_in_float32(ort_session):
+    """torch 2.13 / onnxscript 0.7.2: ``x * 0.1`` of a float64 ``x`` multiplies by
+    float32(0.1): a float64 graph is only float32-accurate in its Python float constants
+    (``dt``), which is why validation keeps float32's tolerances for float64 graphs."""
+    x = torch.rand(4, dtype=torch.float64) + 1.0
+    model = export_program(lambda x: x * 0.1, (x,), mode="inference", input_names=["x"])
+    (out,) = ort_session(model)({"x": x.numpy()}).values()
+    np.testing.assert_array_equal(out, x.numpy() * np.float64(np.float32(0.1)))
+    assert np.abs(out - (x * 0.1).numpy()).max() > 1e-9  # float64 would be within 1e-16

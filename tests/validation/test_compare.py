@@ -7,9 +7,16 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from lifexport.errors import ValidationError
-from lifexport.validation import Mismatch, ProviderReport, ValidationReport, assert_valid
+from lifexport.validation import (
+    Mismatch,
+    ProviderReport,
+    ValidationReport,
+    assert_valid,
+    default_tolerances,
+)
 from lifexport.validation._compare import differences, first_mismatch, margin_at, summarize
 
 T, B, N = 4, 2, 3
@@ -201,3 +208,13 @@ def test_a_run_that_failed_is_not_passed():
     assert not failed.passed
     assert failed.format() == "CUDAExecutionProvider: FAILED to run: no kernel for Scan"
     assert failed.to_dict()["error"] == "no kernel for Scan"
+
+
+def test_default_tolerances_follow_the_dtype():
+    """float32's, in as many ulps of coarser types; finer types keep float32's (the exporter
+    writes Python float constants in float32, see test_exporter_quirks.py)."""
+    f32 = (1e-4, 1e-5, 1e-5)
+    assert default_tolerances(torch.float32) == f32
+    assert default_tolerances(torch.float64) == f32
+    assert default_tolerances(torch.float16) == tuple(t * 2**13 for t in f32)
+    assert default_tolerances(torch.bfloat16) == tuple(t * 2**16 for t in f32)

@@ -44,7 +44,7 @@ def test_exported_model_passes_on_cpu_over_200_steps(exported, nets, name, graph
     assert all(0 <= value < 1e-4 for value in cpu.max_rel.values())
     assert_valid(report)
     json.dumps(report.to_dict(), allow_nan=False)
-    assert report.format().splitlines()[2].startswith(f"{CPU}: passed, spikes equal")
+    assert report.format().splitlines()[3].startswith(f"{CPU}: passed, spikes equal")
 
 
 def test_validation_leaves_the_model_as_it_was(exported):
@@ -240,15 +240,17 @@ def test_validate_compares_the_model_in_its_own_mode(tmp_path, nets):
     assert report.model_mode == "eval" and report.to_dict()["model_mode"] == "eval"
     assert report.passed and report.spikes["y"] > 0
     assert report.format().splitlines()[1] == "torch ran the model in its own eval mode"
+    assert report.mode_dependent == ()
 
     model.train()
     dropped = validate(model, path, steps=50, providers=[CPU])
     cpu = dropped.providers[CPU]
     assert model.training and model[1].training
     assert dropped.model_mode == "train" and not dropped.passed
+    assert dropped.mode_dependent == ("1",)
     assert not cpu.first_mismatch.numerical
     mode_line = dropped.format().splitlines()[1]
-    assert mode_line.startswith("torch ran the model in its own train mode")
+    assert mode_line.startswith("torch ran the model in its own train mode; 1 act as in training")
     assert "call model.eval()" in mode_line
 
     model.eval()
@@ -256,6 +258,7 @@ def test_validate_compares_the_model_in_its_own_mode(tmp_path, nets):
     mixed = validate(model, path, steps=50, providers=[CPU])
     assert (mixed.model_mode, mixed.train_modules) == ("mixed", ("2",))
     assert mixed.passed and "in train mode: 2" in mixed.format()
+    assert mixed.mode_dependent == () and "model.eval()" not in mixed.format()
 
 
 ALPHA = {"super": 1.0, "triangle": 1.0, "tanh": 2.0, "circ": 0.5, "heavi_erfc": 2.0}
@@ -291,3 +294,51 @@ def test_training_gradients_of_every_surrogate_pass_at_the_same_tolerance(tmp_pa
         scale = grads[name].abs().max().item()
         assert 0 < scale < 1e4
         assert cpu.max_abs[f"grad.{name}"] < 2e-6 * scale, (name, cpu.max_abs[f"grad.{name}"])
+
+
+def float16_lif() -> torch.nn.Module:
+    """A LIF layer with per-neuron parameters; driven as below, float16 rounding puts one v
+    within an ulp of v_th at step 35, where onnxruntime and torch round it apart."""
+    gen = torch.Generator().manual_seed(0)
+    p = F.LIFParameters(
+        tau_mem_inv=80.0 + 40.0 * torch.rand(5, generator=gen),
+        v_th=0.6 + 0.6 * torch.rand(5, generator=gen),
+        method="super",
+        alpha=50.0,
+    )
+    return lifexport.LIF(p).half()
+
+
+@pytest.mark.parametrize("graph", ["sequence", "step"])
+def test_a_float16_graph_is_validated_in_float16_ulps(tmp_path, graph):
+    model, path = float16_lif(), tmp_path / f"{graph}.onnx"
+    example = torch.rand(10, 2, 5, dtype=torch.float16)
+    lifexport.to_onnx(model, example[0] if graph == "step" else example, path, graph=graph)
+    xs = 2 * torch.rand(200, 3, 5, generator=torch.Generator().manual_seed(1)).half()
+    eps = torch.finfo(torch.float16).eps
+
+    report = validate(model, path, xs, providers=[CPU])
+    assert report.dtype == "float16" and "float16" in report.format().splitlines()[0]
+    assert (report.rtol, report.atol, report.numerical_margin) == (
+        1e-4 * 8192,
+        1e-5 * 8192,
+        1e-5 * 8192,
+    )
+    found = report.providers[CPU].first_mismatch
+    assert (found.name, found.kind, found.step) == ("y", "spike", 35)
+    assert 0 < found.margin <= eps  # v was one float16 ulp from v_th
+    assert found.numerical and report.passed
+    # float32's tolerances call that 1-ulp flip real
+    as_float32 = validate(
+        model, path, xs, providers=[CPU], rtol=1e-4, atol=1e-5, numerical_margin=1e-5
+    )
+    assert not as_float32.passed and not as_float32.providers[CPU].first_mismatch.numerical
+
+    # and a model that is not the graph's is still caught with float16's tolerances
+    other = float16_lif()
+    with torch.no_grad():
+        other.v_th.mul_(0.8)
+    wrong = validate(other, path, xs, providers=[CPU])
+    found = wrong.providers[CPU].first_mismatch
+    assert found.kind == "spike" and found.margin > 100 * eps and not found.numerical
+    assert not wrong.passed
