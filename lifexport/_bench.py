@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 from lifexport.export import to_onnx
-from lifexport.modules import LIFRefrac, SequentialState
+from lifexport.modules import LIFRefrac, SequentialState, flatten_state
 from lifexport.modules import compile as lifexport_compile
-from lifexport.validation._runtime import make_session
+from lifexport.validation import make_session
 
 
 @dataclass
@@ -134,8 +134,6 @@ def _ort_rows(workload: str, model: torch.nn.Module, x: torch.Tensor, cfg: Confi
 
 
 def _rest_state(model, x_step):
-    from lifexport.modules._time import flatten_state
-
     return flatten_state(model.initial_state(x_step))[0]
 
 
@@ -218,9 +216,3 @@ def ratios(rows: list[dict]) -> dict[str, float]:
             ] / compiled(w, "forward")
     return {k: round(v, 2) for k, v in out.items()}
 
-
-def table(rows: list[dict]) -> str:
-    """The rows as a Markdown table (for the README)."""
-    lines = ["| workload | variant | pass | ms (median) |", "|---|---|---|---:|"]
-    lines += [f"| {r['workload']} | {r['variant']} | {r['pass_']} | {r['ms']:.3f} |" for r in rows]
-    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """``lifexport demo``: the digits network from torch to onnxruntime, end to end.
 
-1. load the shipped weights of ``models/digits.py`` (or train from scratch);
+1. load the shipped weights of :mod:`lifexport.digits` (or train from scratch);
 2. torch test accuracy;
 3. export a sequence graph and a step graph (inference) and a training graph;
 4. validate them in onnxruntime (CPU, and CUDA when the installed onnxruntime has it);
@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,26 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from lifexport import digits
 from lifexport._bench import median_ms
 from lifexport.export import to_onnx
 from lifexport.modules import compile as lifexport_compile
-from lifexport.validation import validate
-from lifexport.validation._runtime import make_session
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _digits():
-    """The ``models.digits`` module of the repository (the demo runs from a checkout)."""
-    if not (REPO / "models" / "digits.py").exists():
-        raise FileNotFoundError(
-            f"the demo needs the repository's models/digits.py (looked in {REPO / 'models'})"
-        )
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    import models.digits
-
-    return models.digits
+from lifexport.validation import PROVIDERS, make_session, validate
 
 
 def raster(model, x: torch.Tensor, label: int, path: Path) -> None:
@@ -77,7 +61,7 @@ def run_demo(
     *,
     train: bool = False,
     epochs: int = 40,
-    providers: tuple[str, ...] = ("CPUExecutionProvider", "CUDAExecutionProvider"),
+    providers: tuple[str, ...] = PROVIDERS,
     stage: Callable[[str], None] = lambda text: None,
     progress: Callable[[int, int, str], None] = lambda done, total, text: None,
 ) -> dict[str, Any]:
@@ -88,7 +72,6 @@ def run_demo(
     """
     if train and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"epochs must be a positive int to train, got {epochs!r}")
-    digits = _digits()
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"out_dir": str(out_dir)}
 
@@ -98,7 +81,7 @@ def run_demo(
         model, summary = digits.train(cfg, digits.TrainConfig(epochs=epochs), progress)
         result["training"] = summary
     else:
-        stage(f"loading {digits.WEIGHTS.relative_to(REPO)}")
+        stage(f"loading the shipped weights (lifexport.digits, {digits.WEIGHTS.name})")
         model, cfg = digits.load_trained()
     _, _, x_test, y_test = digits.load_split(cfg)
     xs = digits.encode(x_test, cfg)  # (T, 360, 64)

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     import torch
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
-PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider")
 
 
 class UsageError(Exception):
@@ -204,8 +203,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     import torch
 
-    from lifexport.validation import validate
-    from lifexport.validation._graph import read_graph
+    from lifexport.validation import read_graph, validate
 
     try:
         info = read_graph(args.onnx)  # a missing, non-ONNX or non-lifexport file: one line
@@ -265,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def providers(sub: argparse.ArgumentParser) -> None:
+        from lifexport.validation import PROVIDERS
+
         sub.add_argument(
             "--providers",
             nargs="+",

@@ -1,24 +1,21 @@
-"""Train the digits network of models/digits.py and save its weights.
+"""Train the digits network of lifexport.digits and save its weights where --out says.
 
-    .venv/bin/python scripts/train_digits.py                 # 40 epochs, writes models/digits.pt
+    .venv/bin/python scripts/train_digits.py --out lifexport/digits/digits.pt    # the shipped ones
     .venv/bin/python scripts/train_digits.py --epochs 2 --out /tmp/d.pt --no-compile --seed 1
 
 Surrogate-gradient training (SuperSpike) with Adam on the 80% training split; the 20% test
 split is evaluated once, after the last epoch. Seeded: the same command gives the same weights
-on the same machine.
+on the same machine. ``lifexport.digits.load_trained(path)`` reads the file back.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lifexport.cli import progress_bar  # noqa: E402
-from models.digits import WEIGHTS, DigitsConfig, TrainConfig, save, train  # noqa: E402
+from lifexport.cli import progress_bar
+from lifexport.digits import DigitsConfig, TrainConfig, save, train
 
 
 def main() -> None:
@@ -29,7 +26,11 @@ def main() -> None:
         else:
             parser.add_argument(f"--{field}", type=type(default), default=default)
     parser.add_argument("--seed", type=int, default=0, help="weight init and batch order")
-    parser.add_argument("--out", default=str(WEIGHTS), help="where the weights go")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="where the weights go (lifexport/digits/digits.pt replaces the shipped ones)",
+    )
     args = vars(parser.parse_args())
     cfg = DigitsConfig(seed=args.pop("seed"))
     out = args.pop("out")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from models.digits import trained_model
+from lifexport.digits import trained_model
 
 
 def perturbed_digits():

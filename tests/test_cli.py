@@ -18,7 +18,7 @@ from lifexport import __version__
 from lifexport.cli import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = "models.digits:trained_model"
+SPEC = "lifexport.digits:trained_model"
 SHAPE = "32,1,64"
 
 
@@ -135,7 +135,7 @@ def test_validate_wrong_input_shape(exported, tmp_path):
 
 
 def test_export_bad_model_spec(tmp_path):
-    result = lifexport("export", "models.digits:nope", str(tmp_path / "a.onnx"), "--shape", SHAPE)
+    result = lifexport("export", "lifexport.digits:nope", str(tmp_path / "a.onnx"), "--shape", SHAPE)
     assert_one_line_usage_error(result, "cannot load model spec")
 
 
@@ -176,7 +176,7 @@ def build():
 def user_dir(tmp_path, monkeypatch):
     """The user's working folder, as the CLI's current directory; sys.path restored after."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "path", [str(REPO), *sys.path])  # `models.digits` importable
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the CLI adds the working folder
     before = set(sys.modules)
     yield tmp_path
     for name in set(sys.modules) - before:

@@ -1,8 +1,13 @@
-"""Thin, traceable modules over :mod:`lifexport.functional`: cells, sequence layers, stacks."""
+"""Thin, traceable modules over :mod:`lifexport.functional`: cells, sequence layers, stacks.
+
+:func:`flatten_state` turns a module's state pytree into its flat list of tensors (the order
+of an exported graph's state inputs) and back.
+"""
 
 from lifexport.modules._compile import compile
 from lifexport.modules._neuron import NeuronModule, constant_surrogates
 from lifexport.modules._norse import from_norse
+from lifexport.modules._time import flatten_state
 from lifexport.modules.leaky_integrator import LI, LICell
 from lifexport.modules.lif import LIF, LIFCell, LIFRecurrent, LIFRecurrentCell
 from lifexport.modules.lif_refrac import (
@@ -29,5 +34,6 @@ __all__ = [
     "TimeLoop",
     "compile",
     "constant_surrogates",
+    "flatten_state",
     "from_norse",
 ]

@@ -17,17 +17,26 @@ Modules, one concern each: ``_graph`` (the file, its metadata, the drive), ``_re
 (the eager torch run and its margins), ``_runtime`` (onnxruntime sessions and time loops),
 ``_compare`` (differences, first mismatch), ``_report`` (the result dataclasses),
 ``_validate`` (the entry point).
+
+For tools around a file: :data:`PROVIDERS` (the providers tried by default),
+:func:`read_graph` (a file's interface and metadata), :func:`make_session` (an onnxruntime
+session as validation opens it).
 """
 
 from lifexport.validation._compare import default_tolerances
+from lifexport.validation._graph import read_graph
 from lifexport.validation._report import Mismatch, ProviderReport, ValidationReport, assert_valid
-from lifexport.validation._validate import validate
+from lifexport.validation._runtime import make_session
+from lifexport.validation._validate import PROVIDERS, validate
 
 __all__ = [
+    "PROVIDERS",
     "Mismatch",
     "ProviderReport",
     "ValidationReport",
     "assert_valid",
     "default_tolerances",
+    "make_session",
+    "read_graph",
     "validate",
 ]

@@ -1,8 +1,9 @@
-"""The shipped digits network: target accuracy in torch, the same predictions in onnxruntime."""
+"""The shipped digits network: target accuracy in torch, the same predictions in onnxruntime,
+weights shipped as package data."""
 
 from __future__ import annotations
 
-import sys
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,7 @@ import pytest
 import torch
 
 import lifexport
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from models import digits  # noqa: E402
+from lifexport import digits
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +20,46 @@ def shipped():
     model, cfg = digits.load_trained()
     _, _, x_test, y_test = digits.load_split(cfg)
     return model, cfg, digits.encode(x_test, cfg), y_test
+
+
+def test_weights_are_package_data_found_through_importlib_resources():
+    """The weights lie inside the package, not in the repository around it, so an installed
+    package finds them."""
+    weights = resources.files("lifexport.digits") / "digits.pt"
+    assert weights.is_file()
+    assert weights == digits.WEIGHTS
+    assert Path(str(weights)).is_relative_to(Path(lifexport.__file__).parent)
+
+
+def test_weights_are_declared_package_data():
+    """A wheel holds the weights only if pyproject.toml declares them."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = Path(lifexport.__file__).parents[1] / "pyproject.toml"
+    data = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    assert "digits.pt" in data["lifexport.digits"]
+
+
+def test_load_trained_reads_the_shipped_weights_with_weights_only(monkeypatch):
+    seen = []
+    load = torch.load
+
+    def spy(file, **kwargs):
+        seen.append(kwargs)
+        return load(file, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    model, cfg = digits.load_trained()
+    assert seen == [{"weights_only": True}]
+    assert cfg == digits.DigitsConfig()
+
+
+def test_save_and_load_trained_round_trip(tmp_path):
+    model, cfg = digits.load_trained()
+    digits.save(model, cfg, tmp_path / "d.pt")
+    again, cfg_again = digits.load_trained(tmp_path / "d.pt")
+    assert cfg_again == cfg
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
 
 
 def test_encoding_is_a_deterministic_rate_code():

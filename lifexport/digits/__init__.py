@@ -9,21 +9,42 @@ very same input. Readout: the maximum over time of the leaky integrators' potent
 
 Data: ``sklearn.datasets.load_digits`` (1,797 images, no download), split 80/20 stratified
 by class with a fixed seed; the test split is used only for the final report.
+
+Weights: ``digits.pt`` beside this file, shipped as package data and found with
+:mod:`importlib.resources` (so an installed package finds them); ``scripts/train_digits.py``
+writes new ones. ``lifexport export lifexport.digits:trained_model ...`` names the network.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from importlib import resources
 
 import torch
 
 import lifexport
 from lifexport.functional import LIFParameters, LIFRefracParameters
 
-WEIGHTS = Path(__file__).with_name("digits.pt")
+__all__ = [
+    "WEIGHTS",
+    "DigitsConfig",
+    "TrainConfig",
+    "accuracy",
+    "build_model",
+    "encode",
+    "load_split",
+    "load_trained",
+    "readout",
+    "save",
+    "train",
+    "trained_model",
+]
+
+#: The shipped weights: package data of ``lifexport.digits``.
+WEIGHTS = resources.files(__name__).joinpath("digits.pt")
 
 
 @dataclass
@@ -77,9 +98,16 @@ def load_split(cfg: DigitsConfig):
     )
 
 
-def load_trained(path: Path = WEIGHTS) -> tuple[lifexport.SequentialState, DigitsConfig]:
-    """The shipped network, its weights loaded with ``weights_only=True``."""
-    checkpoint = torch.load(path, weights_only=True)
+def load_trained(
+    path: str | os.PathLike | None = None,
+) -> tuple[lifexport.SequentialState, DigitsConfig]:
+    """The network and its config from a checkpoint written by :func:`save`, loaded with
+    ``weights_only=True``; ``path=None`` loads the shipped weights (:data:`WEIGHTS`)."""
+    if path is None:
+        with WEIGHTS.open("rb") as file:
+            checkpoint = torch.load(file, weights_only=True)
+    else:
+        checkpoint = torch.load(path, weights_only=True)
     cfg = DigitsConfig(**checkpoint["config"])
     model = build_model(cfg)
     model.load_state_dict(checkpoint["state_dict"])
@@ -87,7 +115,7 @@ def load_trained(path: Path = WEIGHTS) -> tuple[lifexport.SequentialState, Digit
 
 
 def trained_model() -> lifexport.SequentialState:
-    """The shipped network (for ``lifexport export models.digits:trained_model ...``)."""
+    """The shipped network (for ``lifexport export lifexport.digits:trained_model ...``)."""
     return load_trained()[0]
 
 
@@ -143,5 +171,6 @@ def train(
     return model, summary
 
 
-def save(model: torch.nn.Module, cfg: DigitsConfig, path: Path) -> None:
+def save(model: torch.nn.Module, cfg: DigitsConfig, path: str | os.PathLike) -> None:
+    """A checkpoint that :func:`load_trained` reads: the config and the state dict."""
     torch.save({"config": asdict(cfg), "state_dict": model.state_dict()}, path)
