@@ -17,15 +17,28 @@ from lifexport.modules._time import time_loop
 
 
 class NeuronModule(torch.nn.Module):
-    """Holds neuron parameters so ``.to()``, ``state_dict`` and checkpoints just work.
+    """The base of every neuron layer, and the contract the layers above rely on.
 
-    Every numeric parameter becomes a float tensor: a buffer, or an ``nn.Parameter`` when its
-    name is in ``trainable``. ``method`` and ``alpha`` (the surrogate of spiking models; ``None``
-    for models that do not spike) stay plain attributes: they are hyperparameters of the spike
-    op, not tensors.
+    Parameters: every numeric parameter (``parameter_names``) is a float tensor, a buffer or,
+    when named in ``trainable``, an ``nn.Parameter``, so ``.to()``, ``state_dict`` and
+    checkpoints just work. ``method`` (a string) and ``alpha`` (a 0-dim buffer outside
+    ``state_dict``) describe the surrogate of spiking models; both are ``None`` for models that
+    do not spike.
 
-    Subclasses define ``step(x, state)`` (one time step of the functional model) and
-    ``initial_state(x)`` (the state at rest for one step's input ``x``).
+    The contract, used by :func:`lifexport.compile`, the stacks, export and validation:
+
+    - ``is_sequence``: ``True`` for a time-major layer whose ``forward`` takes ``(T, B, ...)``,
+      ``False`` for a cell (one step).
+    - ``initial_state(x)``: the state at rest for one step's input ``x``, a NamedTuple of
+      tensors (its pytree flattening order is the order of exported state names).
+    - ``step(x, state) -> (y, state)``: one time step, what every time loop runs and what
+      export traces; it checks shapes, not parameter values.
+    - ``output_shape(shape)``: the shape of ``y`` for a step input of ``shape``.
+    - ``check_input(x, time)``: a clear error for an input that cannot be a (time-major) input.
+    - ``check_parameter_values()``: a clear error for an out-of-range parameter, called once
+      per forward call.
+    - ``parameter_values()``: the numeric parameters by name; ``dt``, ``method``, ``alpha``
+      and :meth:`surrogate_alpha` (alpha as the spike ops take it).
     """
 
     #: Names of the numeric parameters, in the order the subclass's parameter tuple uses.

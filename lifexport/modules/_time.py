@@ -24,6 +24,37 @@ Step = Callable[[Tensor, Any], tuple[Tensor, Any]]
 # that calls `.item()` then traces it as a symbolic scalar instead of breaking the graph there.
 torch._dynamo.config.capture_scalar_outputs = True
 
+# torch 2.11 and 2.12: autograd of a scan whose initial carries do not require grad drops the
+# gradient that flows back through the carries (each step's input gets only its own step's
+# share): compiled gradients come out wrong by O(1), forward values right. A state at rest, or
+# one the user passes, never requires grad, so under torch.compile the carries go through
+# `tracked`, whose output requires grad (export has its own pass, in lifexport.export).
+# torch 2.13 differentiates correctly either way.
+_SCAN_NEEDS_TRACKED_CARRIES = tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 13)
+_ANCHOR = torch.zeros((), requires_grad=True)  # makes `tracked`'s output require grad
+
+
+@torch.library.custom_op("lifexport::tracked", mutates_args=())
+def tracked(carry: Tensor, anchor: Tensor) -> Tensor:
+    """A copy of ``carry`` that requires grad (``anchor`` does), with ``carry``'s gradient."""
+    return carry.clone()
+
+
+@tracked.register_fake
+def _(carry: Tensor, anchor: Tensor) -> Tensor:
+    return torch.empty_like(carry)
+
+
+def _tracked_backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+    return grad, None
+
+
+def _tracked_setup(ctx, inputs, output) -> None:
+    pass
+
+
+tracked.register_autograd(_tracked_backward, setup_context=_tracked_setup)
+
 
 def time_loop(step: Step, xs: Tensor, state: Any) -> tuple[Tensor, Any]:
     """Run ``step(x_t, state) -> (y_t, state)`` for every ``x_t`` in ``xs``.
@@ -46,6 +77,8 @@ def time_loop(step: Step, xs: Tensor, state: Any) -> tuple[Tensor, Any]:
 
     # scan's carry must be a flat list of tensors (torch 2.13 rejects NamedTuples there).
     carry, unflatten = flatten_state(state)
+    if _SCAN_NEEDS_TRACKED_CARRIES and torch.is_grad_enabled() and torch.compiler.is_dynamo_compiling():
+        carry = [tracked(t, _ANCHOR) for t in carry]
 
     def body(carry: list[Tensor], x: Tensor) -> tuple[list[Tensor], Tensor]:
         y, new_state = step(x, unflatten(carry))
