@@ -26,17 +26,21 @@ Typical use::
 """
 
 from lifexport.export._api import ExportedModel, state_names, to_onnx
-from lifexport.export._checks import check_op_set
-from lifexport.export._files import atomic_write, save_model
-from lifexport.export._functions import (
+from lifexport.export._domain import (
+    DOMAIN_OPS,
     LIFEXPORT,
+    MODES,
     OP_TYPES,
     OPSET,
+    DomainOp,
+    Mode,
     attach_functions,
+    check_op_set,
     function_proto,
+    translation_table,
 )
+from lifexport.export._files import atomic_write, save_model
 from lifexport.export._graph import op_types
-from lifexport.export._ops import MODES, Mode, translation_table
 from lifexport.export._program import export_program
 from lifexport.export._training import TrainingStep, trace_training_step
 
@@ -44,6 +48,8 @@ __all__ = [
     "ExportedModel",
     "state_names",
     "to_onnx",
+    "DOMAIN_OPS",
+    "DomainOp",
     "LIFEXPORT",
     "MODES",
     "OPSET",

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from lifexport._version import __version__
 from lifexport.errors import ExportError
-from lifexport.export._ops import check_mode
+from lifexport.export._domain import check_mode
 from lifexport.export._program import export_program, kept_modes
 from lifexport.export._training import trace_training_step
 from lifexport.modules import constant_surrogates

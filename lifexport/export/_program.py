@@ -13,11 +13,16 @@ import torch
 
 from lifexport.errors import ExportError
 from lifexport.export import _quirks
-from lifexport.export._checks import check_op_set
+from lifexport.export._domain import (
+    OPSET,
+    Mode,
+    attach_functions,
+    check_mode,
+    check_op_set,
+    translation_table,
+)
 from lifexport.export._files import save_model
-from lifexport.export._functions import OPSET, attach_functions
 from lifexport.export._graph import strip_node_metadata
-from lifexport.export._ops import Mode, check_mode, translation_table
 
 
 class _Function(torch.nn.Module):

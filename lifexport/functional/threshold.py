@@ -80,7 +80,7 @@ def _heavi_erfc_grad(g: Tensor, x: Tensor, alpha: Tensor | float) -> Tensor:
 
 @dataclass(frozen=True)
 class Surrogate:
-    """One surrogate family: its ``method`` name, ONNX op type and torch ops.
+    """One surrogate family: its ``method`` name and torch ops.
 
     Each family has two pairs of custom ops that compute the same thing and differ only in
     how they take ``alpha``:
@@ -95,8 +95,6 @@ class Surrogate:
 
     Attributes:
         method: the ``method`` string that selects it, as in Norse (``"super"``).
-        onnx_name: the op type of the spike in the ``lifexport`` ONNX domain
-            (``"SuperSpike"``); its backward is ``onnx_name + "Grad"``.
         grad_formula: ``(grad_output, x, alpha) -> grad_x`` in plain torch.
         spike: ``lifexport::<method>_spike(Tensor x, Tensor alpha) -> Tensor``.
         spike_grad: ``lifexport::<method>_spike_grad(Tensor grad, Tensor x, Tensor alpha)``.
@@ -106,7 +104,6 @@ class Surrogate:
     """
 
     method: str
-    onnx_name: str
     grad_formula: Callable[[Tensor, Tensor, Tensor | float], Tensor]
     spike: torch._ops.OpOverload
     spike_grad: torch._ops.OpOverload
@@ -179,11 +176,10 @@ def _define_spike_ops(
     return spike_op, grad_op
 
 
-def _define_surrogate(method: str, onnx_name: str, grad_formula: Callable) -> Surrogate:
+def _define_surrogate(method: str, grad_formula: Callable) -> Surrogate:
     """Define both op pairs of one surrogate family (see :class:`Surrogate`)."""
     return Surrogate(
         method,
-        onnx_name,
         grad_formula,
         *_define_spike_ops(f"{method}_spike", "Tensor", grad_formula),
         *_define_spike_ops(f"{method}_spike_attr", "float", grad_formula),
@@ -193,11 +189,11 @@ def _define_surrogate(method: str, onnx_name: str, grad_formula: Callable) -> Su
 SURROGATES: dict[str, Surrogate] = {
     s.method: s
     for s in (
-        _define_surrogate("super", "SuperSpike", _super_grad),
-        _define_surrogate("triangle", "TriangleSpike", _triangle_grad),
-        _define_surrogate("tanh", "TanhSpike", _tanh_grad),
-        _define_surrogate("circ", "CircSpike", _circ_grad),
-        _define_surrogate("heavi_erfc", "HeaviErfcSpike", _heavi_erfc_grad),
+        _define_surrogate("super", _super_grad),
+        _define_surrogate("triangle", _triangle_grad),
+        _define_surrogate("tanh", _tanh_grad),
+        _define_surrogate("circ", _circ_grad),
+        _define_surrogate("heavi_erfc", _heavi_erfc_grad),
     )
 }
 """The surrogate families by ``method`` name."""

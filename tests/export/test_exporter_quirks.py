@@ -15,7 +15,7 @@ from torch._higher_order_ops.scan import scan
 
 import lifexport.functional as lx
 from lifexport.export import LIFEXPORT, export_program, op_types, trace_training_step
-from lifexport.export._functions import Spike
+from lifexport.export._domain import Spike
 from lifexport.export._quirks import exporter_context
 from lifexport.functional.threshold import SURROGATES
 

@@ -20,9 +20,8 @@ import torch
 
 import lifexport
 import lifexport.functional as F
-from lifexport.export import LIFEXPORT, ExportedModel, op_types, to_onnx
+from lifexport.export import DOMAIN_OPS, LIFEXPORT, ExportedModel, op_types, to_onnx
 from lifexport.export._graph import iter_nodes
-from lifexport.functional.threshold import SURROGATES
 from lifexport.modules._time import flatten_state
 
 B, STEPS, WARMUP = 3, 60, 15
@@ -118,7 +117,7 @@ def test_graph_holds_named_surrogate_ops_with_their_alpha_and_functions(exported
     method, _, out = exported
     model = onnx.load(out.path)
     onnx.checker.check_model(model, full_check=True)
-    name, alpha = SURROGATES[method].onnx_name, METHOD_ALPHA[method]
+    name, alpha = DOMAIN_OPS[method].spike, METHOD_ALPHA[method]
     ops = op_types(model)
     assert {d for d, _ in ops} == {"", LIFEXPORT.domain}
     assert {t for d, t in ops if d == LIFEXPORT.domain} == {name, f"{name}Grad"}

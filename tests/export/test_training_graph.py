@@ -14,8 +14,13 @@ import torch
 from torch._higher_order_ops.scan import scan
 
 import lifexport.functional as lx
-from lifexport.export import LIFEXPORT, export_program, op_types, trace_training_step
-from lifexport.functional.threshold import SURROGATES
+from lifexport.export import (
+    DOMAIN_OPS,
+    LIFEXPORT,
+    export_program,
+    op_types,
+    trace_training_step,
+)
 
 FEATURES, N, B = 3, 6, 4
 METHOD_ALPHA = {"super": 1.0, "triangle": 1.0, "tanh": 2.0, "circ": 0.5, "heavi_erfc": 2.0}
@@ -104,7 +109,7 @@ def models(tmp_path_factory) -> dict[str, onnx.ModelProto]:
 @pytest.mark.parametrize("method", METHOD_ALPHA)
 def test_graph_holds_named_spike_and_gradient_ops_with_functions(models, method):
     model = models[method]
-    name = SURROGATES[method].onnx_name
+    name = DOMAIN_OPS[method].spike
     assert {(LIFEXPORT.domain, name), (LIFEXPORT.domain, f"{name}Grad")} <= op_types(model)
     assert {d for d, _ in op_types(model)} == {"", LIFEXPORT.domain}
     assert {f.name for f in model.functions} == {name, f"{name}Grad"}

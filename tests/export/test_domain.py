@@ -1,4 +1,5 @@
-"""The ``lifexport`` ONNX functions compute what the torch ops compute, edge values included."""
+"""The ``lifexport`` ONNX domain: one row per surrogate family, what a training export holds,
+and functions that compute what the torch ops compute, edge values included."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from lifexport.export import LIFEXPORT, OP_TYPES, OPSET, attach_functions, function_proto
+import lifexport.functional as lx
+from lifexport.export import (
+    DOMAIN_OPS,
+    LIFEXPORT,
+    OP_TYPES,
+    OPSET,
+    attach_functions,
+    export_program,
+    function_proto,
+    op_types,
+    trace_training_step,
+)
 from lifexport.functional.threshold import SURROGATES
 
 EDGES = [0.0, -0.0, 1e-7, -1e-7, 0.5, -0.5, 1.0, -1.0, 3.0, -3.0, 1e30, math.inf, -math.inf]
@@ -37,8 +49,11 @@ def values(dtype: torch.dtype) -> torch.Tensor:
     )
 
 
-def test_every_surrogate_has_a_function_per_op():
-    names = {s.onnx_name for s in SURROGATES.values()}
+def test_every_surrogate_has_a_row_and_a_function_per_op():
+    assert list(DOMAIN_OPS) == list(SURROGATES)
+    assert all(row.method == m and row.surrogate is SURROGATES[m] for m, row in DOMAIN_OPS.items())
+    names = {row.spike for row in DOMAIN_OPS.values()}
+    assert {row.grad for row in DOMAIN_OPS.values()} == {f"{n}Grad" for n in names}
     assert OP_TYPES == names | {f"{n}Grad" for n in names}
     for op_type in OP_TYPES:
         proto = function_proto(op_type)
@@ -48,11 +63,30 @@ def test_every_surrogate_has_a_function_per_op():
         assert proto.doc_string.startswith(f"{op_type}(")
 
 
+class Layer(torch.nn.Module):
+    def __init__(self, method: str) -> None:
+        super().__init__()
+        self.linear, self.method = torch.nn.Linear(2, 3), method
+
+    def forward(self, x):
+        return lx.threshold(self.linear(x), self.method, 2.0)
+
+
+@pytest.mark.parametrize("method", SURROGATES)
+def test_row_is_what_a_training_export_holds(method):
+    row = DOMAIN_OPS[method]
+    step = trace_training_step(Layer(method), (torch.rand(4, 2),))
+    model = export_program(step.module, step.args, mode="training")
+    assert {t for d, t in op_types(model) if d == LIFEXPORT.domain} == {row.spike, row.grad}
+    functions = {f.name: f.SerializeToString() for f in model.functions}
+    assert functions == {t: function_proto(t).SerializeToString() for t in (row.spike, row.grad)}
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("method", SURROGATES)
 def test_spike_function_is_the_heaviside_step(ort_session, method, dtype):
     surrogate, x = SURROGATES[method], values(dtype)
-    model = op_model(surrogate.onnx_name, ["x"], 2.0, DTYPES[dtype])
+    model = op_model(DOMAIN_OPS[method].spike, ["x"], 2.0, DTYPES[dtype])
     onnx.checker.check_model(model, full_check=True)
     out = ort_session(model)({"x": x.numpy()})["y"]
     np.testing.assert_array_equal(out, surrogate.spike_attr(x, 2.0).numpy())
@@ -64,7 +98,7 @@ def test_spike_function_is_the_heaviside_step(ort_session, method, dtype):
 def test_gradient_function_matches_the_torch_op(ort_session, method, alpha, dtype):
     surrogate, x = SURROGATES[method], values(dtype)
     grad = torch.linspace(-2.0, 2.0, x.numel(), dtype=dtype)
-    model = op_model(f"{surrogate.onnx_name}Grad", ["grad", "x"], alpha, DTYPES[dtype])
+    model = op_model(DOMAIN_OPS[method].grad, ["grad", "x"], alpha, DTYPES[dtype])
     onnx.checker.check_model(model, full_check=True)
     out = ort_session(model)({"grad": grad.numpy(), "x": x.numpy()})["y"]
     expected = surrogate.spike_attr_grad(grad, x, alpha).numpy()
