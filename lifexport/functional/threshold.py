@@ -279,18 +279,15 @@ def threshold(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:
     return spike(x, method, alpha)
 
 
-def _exporting() -> bool:
-    """Whether ``torch.export`` (not ``torch.compile``) is tracing. torch 2.11:
-    ``is_exporting()`` is also true under ``torch.compile``, whose tracing is dynamo's."""
-    return torch.compiler.is_exporting() and not torch.compiler.is_dynamo_compiling()
-
-
 def spike(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:
     """:func:`threshold` without argument checks: for steps that checked ``p`` already."""
     if method == "heaviside":
         return heaviside(x)
     surrogate = SURROGATES[method]
-    if _exporting() and not isinstance(alpha, Tensor):
+    # torch 2.11: is_exporting() is also true under torch.compile; there a Python float alpha
+    # takes the float op too, while a symbolic one (not a float) and a module's (a tensor)
+    # take the tensor op.
+    if torch.compiler.is_exporting() and isinstance(alpha, (int, float)):
         return surrogate.spike_attr(x, float(alpha))  # recorded as the ONNX node's attribute
     return surrogate.spike(x, alpha_tensor(alpha, x))
 

@@ -6,16 +6,11 @@ changes under it (and the workaround can go, or must widen).
 
 from __future__ import annotations
 
-import sys
-
 import torch
 from torch._higher_order_ops.scan import scan
 
 import lifexport
 from lifexport.modules import _time
-
-threshold_module = sys.modules["lifexport.functional.threshold"]
-
 
 def scan_carry_gradient_error() -> float:
     """The largest error of a compiled scan's input gradient when its initial carry does not
@@ -56,19 +51,3 @@ def test_tracked_carries_give_eager_gradients_under_compile() -> None:
     (grad,) = torch.autograd.grad(out.sum(), x)
     (expected,) = torch.autograd.grad(model(x)[0].sum(), x)
     torch.testing.assert_close(grad, expected)
-
-
-def test_export_and_compile_are_told_apart() -> None:
-    # torch 2.11: torch.compiler.is_exporting() is true under torch.compile as well.
-    seen = {}
-
-    class Probe(torch.nn.Module):
-        def forward(self, x):
-            seen[key] = threshold_module._exporting()
-            return x + 1
-
-    key = "compile"
-    torch.compile(Probe(), fullgraph=True)(torch.zeros(1))
-    key = "export"
-    torch.export.export(Probe(), (torch.zeros(1),))
-    assert seen == {"compile": False, "export": True}
