@@ -125,7 +125,7 @@ def export_program(
             )
         dynamic_shapes = (tuple(dynamic_shapes),)  # torch.export sees *args as one argument
     try:
-        with kept_modes(module), _quirks.exporter_context():
+        with kept_modes(module), _quirks.exporter_context(), _quirks.distinct_outputs_of(module):
             module.eval()
             program = torch.onnx.export(
                 module,

@@ -145,9 +145,9 @@ def trace_training_step(
     export_shapes = dynamic_shapes
     if dynamic_shapes is not None and takes_varargs(module):
         export_shapes = (tuple(dynamic_shapes),)  # torch.export sees *args as one argument
-    with kept_modes(module):  # traced in the module's own mode, which it keeps
+    with kept_modes(module), _quirks.tracing_context():  # traced in the module's own mode
         exported = torch.export.export(module, tuple(args), dynamic_shapes=export_shapes)
-    forward = exported.module()
+    forward = _quirks.track_scan_carries(exported.module())
     # Buffers and frozen parameters are traced as inputs too: a real tensor among the fake
     # ones of make_fx fails inside scan on torch 2.13 ("Cannot access data pointer of Tensor").
     state = chain(forward.named_parameters(), forward.named_buffers())
@@ -164,9 +164,11 @@ def trace_training_step(
         return (value, *[t.detach() for t in tree_leaves(out)], *grads)
 
     leaves = [p.detach().requires_grad_() for p in params.values()]
-    traced = make_fx(
-        step, tracing_mode="symbolic", decomposition_table=_quirks.TRAINING_DECOMPOSITIONS
-    )(*leaves, *constants.values(), *args)
+    with _quirks.tracing_context():
+        traced = make_fx(
+            step, tracing_mode="symbolic", decomposition_table=_quirks.TRAINING_DECOMPOSITIONS
+        )(*leaves, *constants.values(), *args)
+    _quirks.unalias_scan_bodies(traced)
     n_outputs = len(exported.graph_signature.user_outputs)
     if dynamic_shapes is not None:
         dynamic_shapes = (None,) * len(params) + tuple(dynamic_shapes)
