@@ -83,8 +83,6 @@ class NeuronModule(torch.nn.Module):
             self.register_buffer("alpha", alpha, persistent=False)
         for name in self.parameter_names:
             value = values[name]
-            if name in VALUE_RULES:
-                check_value(f"p.{name}", value, VALUE_RULES[name])
             if isinstance(value, Tensor):
                 tensor = value.detach().to(dtype=dtype, copy=True)
             else:
@@ -93,6 +91,7 @@ class NeuronModule(torch.nn.Module):
                 self.register_parameter(name, torch.nn.Parameter(tensor))
             else:
                 self.register_buffer(name, tensor)
+        self.check_parameter_values()
 
     def check_parameter_values(self) -> None:
         """Raise ``ValueError`` naming a parameter whose value is out of range (a NaN
