@@ -1,0 +1,382 @@
+"""``from_nir``: a NIR graph (a chain of nodes) as a lifexport ``SequentialState``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from lifexport.functional import LIFParameters, LIFRefracParameters, LIParameters
+from lifexport.modules import (
+    LI,
+    LIF,
+    LICell,
+    LIFCell,
+    LIFRecurrent,
+    LIFRecurrentCell,
+    LIFRefrac,
+    LIFRefracCell,
+    LIFRefracRecurrent,
+    LIFRefracRecurrentCell,
+    SequentialState,
+)
+from lifexport.nir._common import (
+    ALPHA,
+    GAIN_TOLERANCE,
+    METHOD,
+    RHO_RESET,
+    SEQUENCE,
+    check_dt,
+    meta_float,
+    meta_str,
+    require_nir,
+)
+
+__all__ = ["from_nir"]
+
+#: Node types from_nir reads, for error messages.
+SUPPORTED = (
+    "Input, Output, Affine, Linear, Conv1d, Conv2d, Flatten, AvgPool2d, SumPool2d, CubaLIF, "
+    "CubaLI, LIF, LI, and recurrent CubaLIF subgraphs (Linear -> CubaLIF, CubaLIF -> Linear "
+    "-> CubaLIF)"
+)
+
+
+def _f64(value: Any) -> np.ndarray:
+    return np.asarray(value, dtype=np.float64)
+
+
+def _param(values: np.ndarray) -> float | torch.Tensor:
+    """A float when every neuron has the same value, else a per-neuron float32 tensor."""
+    values = _f64(values)
+    flat = values.reshape(-1)
+    if flat.size and np.all(flat == flat[0]):
+        return float(flat[0])
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def _chain(graph: Any) -> list[tuple[str, Any]]:
+    """The nodes of ``graph`` from its input to its output, which must form one chain."""
+    nir = require_nir()
+    inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
+    outputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(
+            f"from_nir reads graphs with one Input and one Output node, got inputs {inputs} "
+            f"and outputs {outputs}"
+        )
+    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    pred: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        for end in (src, dst):
+            if end not in graph.nodes:
+                raise ValueError(f"edge ({src!r}, {dst!r}) names a node {end!r} the graph lacks")
+        succ[src].append(dst)
+        pred[dst].append(src)
+    order, name = [], inputs[0]
+    while True:
+        if len(succ[name]) != 1 or (name != inputs[0] and len(pred[name]) != 1):
+            raise ValueError(
+                f"the graph is not a chain: node {name!r} has inputs {pred[name]} and outputs "
+                f"{succ[name]}; from_nir reads chains input -> ... -> output, with recurrent "
+                "layers as subgraphs"
+            )
+        name = succ[name][0]
+        if name == outputs[0]:
+            break
+        if name in dict(order):
+            raise ValueError(f"the graph has a cycle through node {name!r} outside a subgraph")
+        order.append((name, graph.nodes[name]))
+    if len(order) + 2 != len(graph.nodes):
+        rest = sorted(set(graph.nodes) - {n for n, _ in order} - {inputs[0], outputs[0]})
+        raise ValueError(f"the graph is not a chain: nodes {rest} are off the input-output path")
+    return order
+
+
+def _neuron_kwargs(node: Any) -> dict[str, Any]:
+    """``method`` and ``alpha`` from lifexport's node metadata (else the defaults)."""
+    meta = getattr(node, "metadata", None) or {}
+    kwargs = {}
+    if METHOD in meta:
+        kwargs["method"] = meta_str(meta[METHOD])
+    if ALPHA in meta:
+        kwargs["alpha"] = meta_float(meta[ALPHA])
+    return kwargs
+
+
+def _gain(node: Any, dt: float) -> np.ndarray:
+    """The input gain of one step, ``r * w_in * dt / tau_syn`` (1 for lifexport's graphs)."""
+    return _f64(node.r) * _f64(node.w_in) * dt / _f64(node.tau_syn)
+
+
+def _cuba(node: Any, dt: float, sequence: bool) -> tuple[torch.nn.Module, np.ndarray]:
+    """A lifexport layer for a ``CubaLIF`` or ``CubaLI`` node, and its input gain."""
+    nir = require_nir()
+    tau = dict(
+        tau_syn_inv=_param(1.0 / _f64(node.tau_syn)),
+        tau_mem_inv=_param(1.0 / _f64(node.tau_mem)),
+        v_leak=_param(node.v_leak),
+    )
+    if isinstance(node, nir.CubaLI):
+        cls = LI if sequence else LICell
+        return cls(LIParameters(**tau), dt=dt), _gain(node, dt)
+    lif = LIFParameters(
+        **tau, v_th=_param(node.v_threshold), v_reset=_param(node.v_reset),
+        **_neuron_kwargs(node),
+    )
+    meta = node.metadata or {}
+    if RHO_RESET in meta:
+        p = LIFRefracParameters(lif, _param(meta[RHO_RESET]))
+        return (LIFRefrac if sequence else LIFRefracCell)(p, dt=dt), _gain(node, dt)
+    return (LIF if sequence else LIFCell)(lif, dt=dt), _gain(node, dt)
+
+
+def _plain(node: Any, dt: float, sequence: bool) -> tuple[torch.nn.Module, np.ndarray]:
+    """NIR ``LIF``/``LI`` (no synapse): lifexport's neuron with ``tau_syn_inv = 1 / dt``,
+    whose current then lasts exactly one step (checked in float32)."""
+    nir = require_nir()
+    tau_syn_inv = 1.0 / dt
+    if np.float32(dt) * np.float32(tau_syn_inv) != np.float32(1.0):
+        raise ValueError(
+            f"NIR {type(node).__name__} nodes need dt * (1 / dt) == 1 in float32; dt={dt!r} "
+            "misses it, pick a dt such as 1e-3 or write CubaLIF/CubaLI nodes"
+        )
+    tau = dict(
+        tau_syn_inv=tau_syn_inv, tau_mem_inv=_param(1.0 / _f64(node.tau)), v_leak=_param(node.v_leak)
+    )
+    gain = _f64(node.r)
+    if isinstance(node, nir.LI):
+        return (LI if sequence else LICell)(LIParameters(**tau), dt=dt), gain
+    lif = LIFParameters(**tau, v_th=_param(node.v_threshold), v_reset=_param(node.v_reset))
+    return (LIF if sequence else LIFCell)(lif, dt=dt), gain
+
+
+def _tensor(value: Any) -> torch.Tensor:
+    return torch.tensor(np.asarray(value), dtype=torch.float32)
+
+
+def _linear(weight: Any, bias: Any | None) -> torch.nn.Linear:
+    weight = _tensor(weight)
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be 2-d (out, in), got shape {tuple(weight.shape)}")
+    layer = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(_tensor(bias).reshape(-1))
+    return layer
+
+
+def _conv(node: Any, dims: int) -> torch.nn.Module:
+    weight = _tensor(node.weight)
+    cls = torch.nn.Conv1d if dims == 1 else torch.nn.Conv2d
+
+    def arg(value):
+        return value if isinstance(value, str) else tuple(int(v) for v in np.ravel(value))
+
+    layer = cls(
+        weight.shape[1] * int(node.groups),
+        weight.shape[0],
+        tuple(weight.shape[2:]),
+        stride=arg(node.stride),
+        padding=arg(node.padding),
+        dilation=arg(node.dilation),
+        groups=int(node.groups),
+    )
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(_tensor(node.bias).reshape(-1))
+    return layer
+
+
+def _pool(node: Any, divisor_override: int | None) -> torch.nn.AvgPool2d:
+    def pair(value):
+        return tuple(int(v) for v in np.broadcast_to(np.ravel(value), (2,)))
+
+    return torch.nn.AvgPool2d(
+        pair(node.kernel_size),
+        stride=pair(node.stride),
+        padding=pair(node.padding),
+        divisor_override=divisor_override,
+    )
+
+
+def _flatten(node: Any) -> torch.nn.Flatten:
+    """NIR's flatten dimensions count from the first dimension after the batch."""
+    start, end = int(node.start_dim), int(node.end_dim)
+    return torch.nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
+
+
+def _stateless(node: Any) -> torch.nn.Module | None:
+    """The torch layer for a node without state, or ``None`` for another node type."""
+    nir = require_nir()
+    if isinstance(node, nir.Affine):
+        return _linear(node.weight, node.bias)
+    if isinstance(node, nir.Linear):
+        return _linear(node.weight, None)
+    if isinstance(node, nir.Conv1d):
+        return _conv(node, 1)
+    if isinstance(node, nir.Conv2d):
+        return _conv(node, 2)
+    if isinstance(node, nir.Flatten):
+        return _flatten(node)
+    if isinstance(node, nir.AvgPool2d):
+        return _pool(node, None)
+    if isinstance(node, nir.SumPool2d):
+        return _pool(node, 1)
+    return None
+
+
+def _fold_gain(layers: list[torch.nn.Module], gain: np.ndarray, what: str) -> None:
+    """Multiply the rows of the layer before a neuron layer by the neurons' input gain.
+
+    A gain other than 1 means the graph scales each step's input (NIR's ``r * w_in * dt /
+    tau_syn``); lifexport's neurons add their input as it is, so the scale moves into the
+    weights and bias that produce that input.
+    """
+    if np.all(np.abs(gain - 1.0) <= GAIN_TOLERANCE):
+        return
+    prev = layers[-1] if layers else None
+    if isinstance(prev, torch.nn.Linear) and gain.size in (1, prev.out_features):
+        g = torch.tensor(np.broadcast_to(gain.reshape(-1), (prev.out_features,)))
+    elif isinstance(prev, (torch.nn.Conv1d, torch.nn.Conv2d)):
+        per_channel = np.broadcast_to(gain, gain.shape).reshape(prev.out_channels, -1)
+        if not np.all(per_channel == per_channel[:, :1]):
+            raise ValueError(f"{what}: its input gain varies within a channel of the Conv before it")
+        g = torch.tensor(per_channel[:, 0])
+    else:
+        raise ValueError(
+            f"{what}: its input gain r * w_in * dt / tau_syn is {float(np.mean(gain)):.6g} "
+            "(mean), not 1, and lifexport can fold it only into an Affine, Linear or Conv node "
+            "right before it; check dt, or scale the weights before it"
+        )
+    with torch.no_grad():
+        prev.weight.mul_(g.to(prev.weight.dtype).view(-1, *([1] * (prev.weight.dim() - 1))))
+        if prev.bias is not None:
+            prev.bias.mul_(g.to(prev.bias.dtype))
+
+
+def _recurrent(name: str, graph: Any, dt: float, sequence: bool) -> torch.nn.Module:
+    """A recurrent LIF(-refrac) layer from a subgraph ``input -> Linear -> CubaLIF -> output``
+    with ``CubaLIF -> Linear -> CubaLIF``; any other subgraph raises, naming its nodes."""
+    nir = require_nir()
+    kinds = {n: type(node).__name__ for n, node in graph.nodes.items()}
+    lifs = [n for n, node in graph.nodes.items() if isinstance(node, nir.CubaLIF)]
+    edges = {tuple(e) for e in graph.edges}
+    into = {dst: src for src, dst in edges if dst != (lifs[0] if lifs else None)}
+    w_in = w_rec = None
+    if len(lifs) == 1 and len(graph.nodes) == 5:
+        lif = lifs[0]
+        feeding = [src for src, dst in edges if dst == lif]
+        for src in feeding:
+            if (lif, src) in edges:
+                w_rec = src
+            elif isinstance(graph.nodes[into.get(src, "")], nir.Input):
+                w_in = src
+    weights = [w_in, w_rec]
+    if None in weights or not all(isinstance(graph.nodes[w], (nir.Linear, nir.Affine)) for w in weights):
+        raise ValueError(
+            f"subgraph {name!r} ({kinds}) is not a recurrent CubaLIF layer; from_nir reads "
+            "subgraphs input -> Linear -> CubaLIF -> output with CubaLIF -> Linear -> CubaLIF"
+        )
+    for w in weights:
+        bias = getattr(graph.nodes[w], "bias", None)
+        if bias is not None and np.any(np.asarray(bias) != 0):
+            raise ValueError(f"subgraph {name!r}: node {w!r} has a bias, which recurrent layers lack")
+    ff, gain = _cuba(graph.nodes[lifs[0]], dt, sequence=False)
+    win, wrec = (_linear(graph.nodes[w].weight, None).weight.detach() for w in weights)
+    g = torch.tensor(np.broadcast_to(gain.reshape(-1), (win.shape[0],)), dtype=win.dtype)
+    if not np.all(np.abs(gain - 1.0) <= GAIN_TOLERANCE):
+        win, wrec = win * g[:, None], wrec * g[:, None]
+    refrac = isinstance(ff, LIFRefracCell)
+    cls = {
+        (False, False): LIFRecurrentCell,
+        (False, True): LIFRecurrent,
+        (True, False): LIFRefracRecurrentCell,
+        (True, True): LIFRefracRecurrent,
+    }[(refrac, sequence)]
+    autapses = bool(torch.any(torch.diagonal(wrec) != 0))
+    return cls(
+        win.shape[1], win.shape[0], ff.p, dt=dt, input_weights=win, recurrent_weights=wrec,
+        autapses=autapses,
+    )
+
+
+def _layer(name: str, node: Any, layers: list, dt: float, sequence: bool) -> torch.nn.Module:
+    """The lifexport layer for one node of the chain (input gains folded into ``layers``)."""
+    nir = require_nir()
+    if node is None:
+        raise TypeError(
+            f"node {name!r} is empty (None): the tool that wrote the graph could not convert "
+            "that layer"
+        )
+    layer = _stateless(node)
+    if layer is not None:
+        return layer
+    if isinstance(node, nir.NIRGraph):
+        return _recurrent(name, node, dt, sequence)
+    what = f"node {name!r} ({type(node).__name__})"
+    if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
+        layer, gain = _cuba(node, dt, sequence)
+    elif isinstance(node, (nir.LIF, nir.LI)):
+        layer, gain = _plain(node, dt, sequence)
+    else:
+        raise TypeError(
+            f"{what} has no lifexport equivalent; from_nir reads {SUPPORTED}"
+        )
+    _fold_gain(layers, gain, what)
+    return layer
+
+
+def from_nir(graph: Any, dt: float = 1e-3) -> SequentialState:
+    """A NIR graph as a lifexport ``SequentialState``, to run, compile or export to ONNX.
+
+    The inverse of :func:`~lifexport.nir.to_nir`: a graph written by lifexport comes back
+    with the same layers and parameters (``rho_reset``, surrogate ``method`` and ``alpha``
+    from the node metadata). Graphs from other tools: ``CubaLIF`` becomes ``LIF``
+    (``LIFRefrac`` when its metadata holds ``lifexport.rho_reset``), ``CubaLI`` ``LI``,
+    ``LIF``/``LI`` the same with a synaptic current that lasts one step; ``tau_*_inv = 1 /
+    tau_*``; an input gain ``r * w_in * dt / tau_syn`` other than 1 is folded into the
+    weights of the ``Affine``/``Linear``/``Conv`` node before the neurons. Graphs written by
+    lifexport with cells come back as cells, all others as time-major sequence layers.
+
+    Args:
+        graph: a ``nir.NIRGraph`` whose nodes form one chain from its ``Input`` to its
+            ``Output`` (``nir.read(path)`` reads one from a file).
+        dt: the duration of one time step in seconds, positive and finite.
+
+    Returns:
+        The layers in graph order (the ``Input`` and ``Output`` nodes left out).
+
+    Raises:
+        TypeError: a node type lifexport has no layer for (the message names the node), or
+            a ``graph`` that is not a ``nir.NIRGraph``.
+        ValueError: a graph that is not a chain, a recurrent subgraph of another shape, an
+            input gain that cannot be folded, ``dt`` not positive and finite.
+        ImportError: the ``nir`` package is not installed.
+
+    Examples:
+        >>> import lifexport
+        >>> net = lifexport.SequentialState(torch.nn.Linear(4, 3), lifexport.LIF())
+        >>> from_nir(to_nir(net))
+        SequentialState(
+          (0): Linear(in_features=4, out_features=3, bias=True)
+          (1): LIF(tau_syn_inv=200, tau_mem_inv=100, v_leak=0, v_th=1, v_reset=0, method='super', alpha=100, dt=0.001)
+        )
+    """
+    nir = require_nir()
+    dt = check_dt(dt)
+    if not isinstance(graph, nir.NIRGraph):
+        raise TypeError(f"graph must be a nir.NIRGraph (see nir.read), got {type(graph).__name__}")
+    meta = graph.metadata if isinstance(graph.metadata, dict) else {}
+    sequence = bool(meta_float(meta[SEQUENCE])) if SEQUENCE in meta else True
+    layers: list[torch.nn.Module] = []
+    for name, node in _chain(graph):
+        try:
+            layers.append(_layer(name, node, layers, dt, sequence))
+        except ValueError as error:
+            if str(error).startswith(("node ", "subgraph ")):
+                raise
+            raise ValueError(f"node {name!r} ({type(node).__name__}): {error}") from error
+    return SequentialState(*layers)
