@@ -23,6 +23,7 @@ from lifexport.modules import (
     compile,
     from_norse,
 )
+from lifexport.nir import from_nir as from_nir, to_nir as to_nir  # nir imported on use
 
 # The ONNX layers need the optional onnx/onnxruntime/onnxscript packages: imported on first use.
 _LAZY = {  # name: (module, attribute or None for the module itself)
