@@ -62,13 +62,15 @@ def _first_shape(layers: list[torch.nn.Module]) -> tuple[int, ...]:
 
 def _shapes(layers: list[torch.nn.Module], input_shape: Sequence[int]) -> list[tuple[int, ...]]:
     """The input shape (one sample, no batch) of every layer, and of the output at the end."""
-    h = torch.zeros((1, *input_shape))
+    tensors = [t for m in layers for t in (*m.parameters(), *m.buffers())]
+    dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+    h = torch.zeros((1, *input_shape), dtype=dtype)
     shapes = [tuple(input_shape)]
     with torch.no_grad():
         for index, layer in enumerate(layers):
             try:
                 if isinstance(layer, NeuronModule):
-                    h = torch.zeros(layer.output_shape(h.shape))
+                    h = torch.zeros(layer.output_shape(h.shape), dtype=dtype)
                 else:
                     h = layer(h)
             except (RuntimeError, ValueError) as error:
@@ -234,13 +236,24 @@ def _node(layer: torch.nn.Module, shape: tuple[int, ...], dt: float):
         return _pool_node(layer)
     if isinstance(layer, torch.nn.Flatten):
         return _flatten_node(layer, shape)
+    raise _unsupported(layer)
+
+
+#: Layers to_nir writes (the recurrent cells are subclasses of NeuronModule too).
+_WRITABLE = (
+    LIFCell, LIFRefracCell, LICell, LIFRecurrentCell, LIFRefracRecurrentCell, torch.nn.Linear,
+    torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.AvgPool2d, torch.nn.Flatten,
+)
+
+
+def _unsupported(layer: torch.nn.Module) -> TypeError:
     reason = {
         torch.nn.MaxPool1d: "NIR has no max pooling",
         torch.nn.MaxPool2d: "NIR has no max pooling",
         torch.nn.AvgPool1d: "NIR has no 1d pooling",
         torch.nn.ReLU: "NIR has no ReLU",
     }.get(type(layer), "it has no NIR equivalent")
-    raise TypeError(
+    return TypeError(
         f"{type(layer).__name__} cannot be written to NIR: {reason}; to_nir writes Linear, "
         "Conv1d, Conv2d, Flatten, AvgPool2d and lifexport's LIF, LIF-refrac and LI layers"
     )
@@ -302,12 +315,15 @@ def to_nir(
     layers, sequence = _layers(model)
     if not layers:
         raise ValueError("model has no layers to write")
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, (*_WRITABLE, *_SKIPPED)):
+            raise TypeError(f"layer {index} of the model: {_unsupported(layer)}")
     shape = tuple(input_shape) if input_shape is not None else _first_shape(layers)
     shapes = _shapes(layers, shape)
     named = [(str(i), m) for i, m in enumerate(layers) if not isinstance(m, _SKIPPED)]
     _warn_refractory(named)
     nodes = {"input": nir.Input(input_type=np.array(shapes[0]))}
-    for index, (name, layer) in enumerate(named):
+    for name, layer in named:
         try:
             nodes[name] = _node(layer, shapes[int(name)], dt)
         except TypeError as error:
