@@ -7,7 +7,7 @@ of an exported graph's state inputs) and back.
 from lifexport.modules._compile import compile
 from lifexport.modules._neuron import NeuronModule, constant_surrogates
 from lifexport.modules._norse import from_norse
-from lifexport.modules._time import flatten_state
+from lifexport.modules._time import flatten_state, unrolled_time_loop
 from lifexport.modules.leaky_integrator import LI, LICell
 from lifexport.modules.lif import LIF, LIFCell, LIFRecurrent, LIFRecurrentCell
 from lifexport.modules.lif_refrac import (
@@ -36,4 +36,5 @@ __all__ = [
     "constant_surrogates",
     "flatten_state",
     "from_norse",
+    "unrolled_time_loop",
 ]

@@ -3,11 +3,15 @@
 Eager, it is a plain Python loop. Under ``torch.compile`` and ``torch.export`` it is
 ``torch._higher_order_ops.scan``: the step is traced once whatever T is, so compile time does
 not grow with T, T stays symbolic, and the ONNX exporter writes one ``Scan`` node.
+
+Inside :func:`unrolled_time_loop`, an export runs K steps per ``scan`` iteration instead, so a
+runtime pays its per-iteration cost T / K times instead of T times.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -56,6 +60,41 @@ def _tracked_setup(ctx, inputs, output) -> None:
 tracked.register_autograd(_tracked_backward, setup_context=_tracked_setup)
 
 
+_unroll = 1  # steps per scan iteration in exports; set by unrolled_time_loop
+
+
+@contextmanager
+def unrolled_time_loop(k: int) -> Iterator[None]:
+    """Inside this, an exported time loop runs ``k`` steps per ``scan`` iteration.
+
+    The exported graph computes the same arithmetic per step as with ``k=1``, and T stays
+    dynamic: the steps are laid out as ``ceil(T / k)`` blocks of ``k`` (the last one padded
+    with copies of the last input), and each step after the first of a block keeps its state
+    only where it is a real step (``torch.where``, exact). Spikes and states are bit-equal to
+    ``k=1`` for every T >= 1. Eager runs and ``torch.compile`` are unaffected: only code
+    traced while ``torch.compiler.is_exporting()`` unrolls.
+
+    Args:
+        k: steps per iteration, >= 1 (1: the plain loop).
+
+    Raises:
+        ValueError: ``k`` is not a positive int.
+
+    Examples:
+        >>> import lifexport
+        >>> with unrolled_time_loop(4):
+        ...     out = lifexport.to_onnx(lifexport.LIFRefrac(), torch.rand(10, 2, 3), "/tmp/u.onnx")
+    """
+    global _unroll
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k (steps per scan iteration) must be a positive int, got {k!r}")
+    previous, _unroll = _unroll, k
+    try:
+        yield
+    finally:
+        _unroll = previous
+
+
 def time_loop(step: Step, xs: Tensor, state: Any) -> tuple[Tensor, Any]:
     """Run ``step(x_t, state) -> (y_t, state)`` for every ``x_t`` in ``xs``.
 
@@ -79,16 +118,64 @@ def time_loop(step: Step, xs: Tensor, state: Any) -> tuple[Tensor, Any]:
     carry, unflatten = flatten_state(state)
     if _SCAN_NEEDS_TRACKED_CARRIES and torch.is_grad_enabled() and torch.compiler.is_dynamo_compiling():
         carry = [tracked(t, _ANCHOR) for t in carry]
+    if _unroll > 1 and torch.compiler.is_exporting():
+        final, ys = _unrolled_scan(step, unflatten, carry, xs, _unroll)
+    else:
+        final, ys = scan(_step_body(step, unflatten), carry, xs)
+    return ys, unflatten(final)
+
+
+def _step_body(step: Step, unflatten: Callable[[list[Tensor]], Any]) -> Callable:
+    """The scan body of one step: ``(carry, x_t) -> (new carry, y_t)``."""
 
     def body(carry: list[Tensor], x: Tensor) -> tuple[list[Tensor], Tensor]:
         y, new_state = step(x, unflatten(carry))
         # torch 2.13: inductor rejects a scan whose outputs may alias its inputs ("scan
         # might be aliasing the input or the output", e.g. z as both spike and state of a
-        # recurrent step); the copies fuse into the step's kernel.
+        # recurrent step); the copies fuse into the step's kernel. Exported, they vanish
+        # (the ONNX exporter drops the Identity nodes they become).
         return [t.clone() for t in flatten_state(new_state)[0]], y.clone()
 
-    final, ys = scan(body, carry, xs)
-    return ys, unflatten(final)
+    return body
+
+
+def _unrolled_scan(
+    step: Step,
+    unflatten: Callable[[list[Tensor]], Any],
+    carry: list[Tensor],
+    xs: Tensor,
+    k: int,
+) -> tuple[list[Tensor], Tensor]:
+    """``k`` steps per scan iteration over ``ceil(T / k)`` blocks, T symbolic.
+
+    torch 2.13: a scan of a length that may be 0 (a ``T // k`` block count, or a ``T % k``
+    remainder) cannot be exported with T dynamic: scan's input check and its tracer's
+    ``select`` of the first slice guard the length > 0, which fails ``Dim("T")``. So one
+    scan runs ``ceil(T / k) >= 1`` blocks, gathered from ``xs`` (no reshape of a T that torch
+    cannot prove a multiple of k), and masks the state of the padding steps. Step ``j`` of
+    each block is its own scan input and output, so the loop body slices and stacks nothing.
+    """
+    t = xs.shape[0]
+    blocks = (t + k - 1) // k
+    index = torch.arange(blocks * k, device=xs.device).view(blocks, k)  # (T/k, k)
+    real = (index < t).unbind(1)  # padding only at the end: step 0 of a block is always real
+    x_steps = [xs[i] for i in index.clamp(max=t - 1).unbind(1)]  # k x (T/k, B, ...)
+
+    def body(carry: list[Tensor], inputs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        x, is_real = inputs[:k], inputs[k:]  # k x (B, ...), k - 1 x ()
+        ys = []
+        for j in range(k):
+            y, new_state = step(x[j], unflatten(carry))
+            new = flatten_state(new_state)[0]
+            if j > 0:
+                new = [torch.where(is_real[j - 1], n, c) for n, c in zip(new, carry)]
+            carry = new
+            ys.append(y)
+        return [c.clone() for c in carry], [y.clone() for y in ys]  # clones: see _step_body
+
+    final, ys = scan(body, carry, [*x_steps, *real[1:]])  # ys: k x (T/k, B, ...)
+    ys = torch.stack(ys, 1).flatten(0, 1)  # (T/k * k, B, ...)
+    return final, ys.index_select(0, torch.arange(t, device=xs.device))  # (T, B, ...)
 
 
 def flatten_state(state: Any) -> tuple[list[Tensor], Callable[[list[Tensor]], Any]]:
