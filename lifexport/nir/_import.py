@@ -359,11 +359,9 @@ def from_nir(graph: Any, dt: float = 1e-3) -> SequentialState:
     Examples:
         >>> import lifexport
         >>> net = lifexport.SequentialState(torch.nn.Linear(4, 3), lifexport.LIF())
-        >>> from_nir(lifexport.to_nir(net))
-        SequentialState(
-          (0): Linear(in_features=4, out_features=3, bias=True)
-          (1): LIF(tau_syn_inv=200, tau_mem_inv=100, v_leak=0, v_th=1, v_reset=0, method='super', alpha=100, dt=0.001)
-        )
+        >>> back = from_nir(lifexport.to_nir(net))
+        >>> [type(layer).__name__ for layer in back], float(back[1].tau_mem_inv)
+        (['Linear', 'LIF'], 100.0)
     """
     nir = require_nir()
     dt = check_dt(dt)
