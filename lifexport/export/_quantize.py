@@ -256,7 +256,7 @@ def quantize_int8(
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={
                 "WeightSymmetric": True,
-                "QuantizeBias": False,  # float32 bias: a third of the int32 bias, its scale and zero point
+                "QuantizeBias": False,  # float32 bias: a third of int32 bias + scale + zero point
                 "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
             },
         )

@@ -143,7 +143,9 @@ def _plain(node: Any, dt: float, sequence: bool) -> tuple[torch.nn.Module, np.nd
             "misses it, pick a dt such as 1e-3 or write CubaLIF/CubaLI nodes"
         )
     tau = dict(
-        tau_syn_inv=tau_syn_inv, tau_mem_inv=_param(1.0 / _f64(node.tau)), v_leak=_param(node.v_leak)
+        tau_syn_inv=tau_syn_inv,
+        tau_mem_inv=_param(1.0 / _f64(node.tau)),
+        v_leak=_param(node.v_leak),
     )
     gain = _f64(node.r)
     if isinstance(node, nir.LI):
@@ -243,7 +245,9 @@ def _fold_gain(layers: list[torch.nn.Module], gain: np.ndarray, what: str) -> No
     elif isinstance(prev, (torch.nn.Conv1d, torch.nn.Conv2d)):
         per_channel = np.broadcast_to(gain, gain.shape).reshape(prev.out_channels, -1)
         if not np.all(per_channel == per_channel[:, :1]):
-            raise ValueError(f"{what}: its input gain varies within a channel of the Conv before it")
+            raise ValueError(
+                f"{what}: its input gain varies within a channel of the Conv before it"
+            )
         g = torch.tensor(per_channel[:, 0])
     else:
         raise ValueError(
@@ -275,7 +279,8 @@ def _recurrent(name: str, graph: Any, dt: float, sequence: bool) -> torch.nn.Mod
             elif isinstance(graph.nodes[into.get(src, "")], nir.Input):
                 w_in = src
     weights = [w_in, w_rec]
-    if None in weights or not all(isinstance(graph.nodes[w], (nir.Linear, nir.Affine)) for w in weights):
+    affine = (nir.Linear, nir.Affine)
+    if None in weights or not all(isinstance(graph.nodes[w], affine) for w in weights):
         raise ValueError(
             f"subgraph {name!r} ({kinds}) is not a recurrent CubaLIF layer; from_nir reads "
             "subgraphs input -> Linear -> CubaLIF -> output with CubaLIF -> Linear -> CubaLIF"
@@ -283,7 +288,9 @@ def _recurrent(name: str, graph: Any, dt: float, sequence: bool) -> torch.nn.Mod
     for w in weights:
         bias = getattr(graph.nodes[w], "bias", None)
         if bias is not None and np.any(np.asarray(bias) != 0):
-            raise ValueError(f"subgraph {name!r}: node {w!r} has a bias, which recurrent layers lack")
+            raise ValueError(
+                f"subgraph {name!r}: node {w!r} has a bias, which recurrent layers lack"
+            )
     ff, gain = _cuba(graph.nodes[lifs[0]], dt, sequence=False)
     win, wrec = (_linear(graph.nodes[w].weight, None).weight.detach() for w in weights)
     g = torch.tensor(np.broadcast_to(gain.reshape(-1), (win.shape[0],)), dtype=win.dtype)

@@ -296,7 +296,8 @@ def test_unsupported_node_is_named(node, name):
 def test_graph_that_is_not_a_chain_is_refused():
     graph = chain(("a", nir.Linear(weight=np.eye(F))), ("b", nir.Linear(weight=np.eye(F))))
     graph.edges.append(("input", "b"))  # b gets two inputs
-    with pytest.raises(ValueError, match=r"not a chain: node 'input' has inputs \[\] and outputs \['a', 'b'\]"):
+    message = r"not a chain: node 'input' has inputs \[\] and outputs \['a', 'b'\]"
+    with pytest.raises(ValueError, match=message):
         lifexport.from_nir(graph)
 
 
