@@ -1,0 +1,396 @@
+"""The Triton kernels: one program per block of neurons loops over every time step.
+
+Imported lazily (by :mod:`lifexport.kernels._ops`, on the first call that runs a kernel), so
+the package imports without Triton. Whether the kernels are compiled for the GPU or run by
+Triton's interpreter (numpy, on CPU tensors) is fixed here, when they are defined: Triton reads
+``TRITON_INTERPRET`` at definition time, so it must be set before the first kernel call of a
+process; :data:`INTERPRETED` records which it was.
+
+Arithmetic: every operation of the step functions in :mod:`lifexport.functional`, in their
+order and rounding, so float32 spikes are bit-equal to the ``scan`` path. Launches pass
+``enable_fp_fusion=False``: a fused multiply-add rounds once where torch's separate ``*`` and
+``+`` round twice, which would move ``v`` by an ulp and flip spikes. Division and square root
+are the IEEE round-to-nearest ones, and ``exp``/``tanh``/``pow`` are libdevice's (what torch's
+CUDA kernels call), not Triton's approximate defaults; the interpreter has no libdevice and
+uses numpy's (or, for ``tanh`` and ``pow``, a formula), within a few ulps of torch's CPU ones.
+
+Backward: reverse time, recomputing each step from a checkpointed state. The forward writes the
+state ``(v, i[, rho])`` before every ``CHUNK``-th step (``NS / CHUNK`` of the input's size,
+instead of ``NS`` times it for every step's state); the backward, per chunk from the last,
+recomputes the chunk's states into a per-program scratch (``CHUNK`` steps, L2-resident) and
+walks them back. Recomputing costs one more read of ``x`` and the step arithmetic, which is free
+next to memory traffic; storing every step's state would triple the memory of a training step.
+Each step's backward is the autograd of the step function unrolled by hand, gradients summed
+in the order torch's autograd engine sums them (consumers in reverse creation order), so the
+gradients agree with the ``scan`` path to rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+import triton
+import triton.language as tl
+from triton.language.extra import libdevice
+
+INTERPRETED: bool = bool(triton.knobs.runtime.interpret)
+"""Whether the kernels were defined for Triton's interpreter (``TRITON_INTERPRET=1``)."""
+
+BLOCK = 256
+"""Neurons per program: 2 warps of 4 contiguous floats per thread (128-bit accesses), and
+enough programs to fill a GPU at batch x features of 32 x 512 and more."""
+NUM_WARPS = 2
+CHUNK = 32
+"""Steps between checkpoints of the forward state (the backward recomputes a chunk at a time)."""
+
+# Model and method codes (constexpr kernel arguments).
+LI, LIF, LIF_REFRAC = 0, 1, 2
+METHOD_CODES = {"heaviside": 0, "super": 1, "triangle": 2, "tanh": 3, "circ": 4, "heavi_erfc": 5}
+_SQRT_PI = tl.constexpr(1.7724538509055159)  # math.sqrt(math.pi), as threshold.py divides by it
+_INF = tl.constexpr(float("inf"))
+
+
+@triton.jit
+def _param(ptr, offs, size, mask):
+    """A parameter for each neuron: a tensor of ``size`` elements repeating over the neurons."""
+    return tl.load(ptr + offs % size, mask=mask, other=0.0)
+
+
+@triton.jit
+def _spike(x):
+    """heaviside: 1 where x > 0, else 0 (NaN gives 0), in x's dtype."""
+    return (x > 0).to(x.dtype)
+
+
+@triton.jit
+def _step(x, v, i, rho, a_mem, a_syn, v_leak, v_th, v_reset, rho_reset, MODEL: tl.constexpr):
+    """One feed-forward step; returns ``(y, v, i, rho)``. ``a_mem = dt * tau_mem_inv`` and
+    ``a_syn = -dt * tau_syn_inv``, as the step functions compute them."""
+    i_jump = i + x
+    v_decayed = v + a_mem * ((v_leak - v) + i_jump)
+    i_new = i_jump + a_syn * i_jump
+    y = v_decayed
+    v_new = v_decayed
+    rho_new = rho
+    if MODEL != 0:
+        z = _spike(v_decayed - v_th)
+        y = z
+        v_new = (1 - z) * v_decayed + z * v_reset
+        if MODEL == 2:
+            r = _spike(rho)
+            v_new = (1 - r) * v_new + r * v
+            y = (1 - r) * z
+            relu = tl.maximum(rho - r, 0.0, propagate_nan=tl.PropagateNan.ALL)
+            rho_new = (1 - y) * relu + y * rho_reset
+    return y, v_new, i_new, rho_new
+
+
+# The interpreter has no libdevice: it takes these in float64 and rounds once, which is within
+# an ulp of torch's CPU functions (a float32 formula would be several ulps off).
+@triton.jit
+def _tanh(x, INTERPRET: tl.constexpr):
+    if INTERPRET:
+        e = tl.exp(-2.0 * tl.abs(x.to(tl.float64)))
+        t = ((1.0 - e) / (1.0 + e)).to(x.dtype)  # numpy: correctly rounded
+        result = tl.where(x < 0, -t, t)
+    else:
+        result = libdevice.tanh(x)
+    return result
+
+
+@triton.jit
+def _pow_1_5(x, INTERPRET: tl.constexpr):
+    if INTERPRET:
+        x64 = x.to(tl.float64)
+        result = (x64 * tl.sqrt(x64)).to(x.dtype)  # numpy: correctly rounded
+    else:
+        result = libdevice.pow(x, 1.5)
+    return result
+
+
+@triton.jit
+def _exp(x, INTERPRET: tl.constexpr):
+    if INTERPRET:
+        result = tl.exp(x.to(tl.float64)).to(x.dtype)
+    else:
+        result = libdevice.exp(x)
+    return result
+
+
+@triton.jit
+def _surrogate(g, x, alpha, METHOD: tl.constexpr, INTERPRET: tl.constexpr):
+    """The gradient w.r.t. ``x`` of a spike at ``x``, given ``g`` w.r.t. the spike, in the op
+    order of :mod:`lifexport.functional.threshold`'s formulas; 0 for heaviside."""
+    if METHOD == 1:  # super
+        d = alpha * tl.abs(x) + 1.0
+        result = tl.math.div_rn(g, d * d)
+    elif METHOD == 2:  # triangle
+        result = g * alpha * tl.maximum(1.0 - tl.abs(x), 0.0, propagate_nan=tl.PropagateNan.ALL)
+    elif METHOD == 3:  # tanh
+        t = _tanh(x * alpha, INTERPRET)
+        result = g * (1.0 - t * t)
+    elif METHOD == 4:  # circ
+        r2 = alpha * alpha + x * x
+        a = tl.math.div_rn(x * x, 2.0 * _pow_1_5(r2, INTERPRET))
+        b = tl.math.div_rn(1.0, 2.0 * tl.sqrt_rn(r2))
+        dz = (-a + b) * 2.0 * alpha
+        dz = tl.where(r2 == _INF, 0.0, dz)  # r2 >= 0: isinf(r2)
+        result = g * tl.maximum(dz, 0.0, propagate_nan=tl.PropagateNan.ALL)
+    elif METHOD == 5:  # heavi_erfc
+        ax = alpha * x
+        result = tl.math.div_rn(2.0 * _exp(-(ax * ax), INTERPRET), _SQRT_PI) * g
+    else:  # heaviside: the spike carries no gradient
+        result = tl.zeros_like(g)
+    return result
+
+
+@triton.jit
+def _step_backward(
+    x, v, i, rho, gy, gv, gi, grho, gy_prev, a_mem, a_syn, v_leak, v_th, v_reset, rho_reset,
+    alpha, MODEL: tl.constexpr, METHOD: tl.constexpr, INTERPRET: tl.constexpr,
+):
+    """The autograd of :func:`_step` at the state ``(v, i, rho)`` before it.
+
+    ``gy``, ``gv``, ``gi``, ``grho``: gradients w.r.t. the step's output and new state (for LI,
+    whose output is its new ``v``, ``gv`` holds both); ``gy_prev``: LI only, the gradient
+    w.r.t. the previous step's output, which is this step's ``v``. Returns the gradients
+    w.r.t. ``x`` (= ``i``), ``v``, ``rho`` and each parameter. A tensor used ``n`` times gets
+    its ``n`` parts summed last-use first, as torch's autograd engine sums them.
+    """
+    i_jump = i + x
+    d2 = (v_leak - v) + i_jump
+    v_decayed = v + a_mem * d2
+    g_v_first = gy_prev  # LI: the previous output's gradient reaches v first
+    g_vd = gv
+    g_rho = grho
+    g_vth = tl.zeros_like(x)
+    g_vreset = tl.zeros_like(x)
+    g_rr = tl.zeros_like(x)
+    if MODEL != 0:
+        s = v_decayed - v_th
+        z = _spike(s)
+        omz = 1 - z
+        g_vr = gv
+        g_z_last = gy  # LIF: z is the output (the stack's gradient comes first)
+        g_v_first = tl.zeros_like(x)
+        if MODEL == 2:
+            v_reset_ = omz * v_decayed + z * v_reset
+            r = _spike(rho)
+            omr = 1 - r
+            z_out = omr * z
+            relu = tl.maximum(rho - r, 0.0, propagate_nan=tl.PropagateNan.ALL)
+            # rho' = (1 - z') relu + z' rho_reset ; z' = (1 - r) z ; v' = (1 - r) v_r + r v
+            g_z_out = (gy + grho * rho_reset) - grho * relu
+            g_rr = grho * z_out
+            g_q = tl.where(relu <= 0, 0.0, grho * (1 - z_out))
+            g_r = ((-g_q + -(g_z_out * z)) + gv * v) + -(gv * v_reset_)
+            g_rho = g_q + _surrogate(g_r, rho, alpha, METHOD, INTERPRET)
+            g_v_first = gv * r
+            g_vr = gv * omr
+            g_z_last = g_z_out * omr
+        g_z = (g_z_last + g_vr * v_reset) - g_vr * v_decayed
+        g_vreset = g_vr * z
+        g_s = _surrogate(g_z, s, alpha, METHOD, INTERPRET)
+        g_vth = -g_s
+        g_vd = g_vr * omz + g_s
+    g_d2 = g_vd * a_mem
+    g_v = (g_v_first + g_vd) - g_d2
+    g_i = (gi + gi * a_syn) + g_d2
+    return g_i, g_v, g_rho, g_vd * d2, gi * i_jump, g_d2, g_vth, g_vreset, g_rr
+
+
+@triton.jit
+def _load_state(ptr, offs, mask, stride, MODEL: tl.constexpr):
+    """``(v, i, rho)`` from ``ptr``, components ``stride`` apart (rho: zeros unless refrac)."""
+    v = tl.load(ptr + offs, mask=mask, other=0.0)
+    i = tl.load(ptr + stride + offs, mask=mask, other=0.0)
+    rho = tl.zeros_like(v)
+    if MODEL == 2:
+        rho = tl.load(ptr + 2 * stride + offs, mask=mask, other=0.0)
+    return v, i, rho
+
+
+@triton.jit
+def _store_state(ptr, offs, mask, stride, v, i, rho, MODEL: tl.constexpr):
+    tl.store(ptr + offs, v, mask=mask)
+    tl.store(ptr + stride + offs, i, mask=mask)
+    if MODEL == 2:
+        tl.store(ptr + 2 * stride + offs, rho, mask=mask)
+
+
+@triton.jit(do_not_specialize=["T"])
+def forward_kernel(
+    x_ptr, state_ptr, y_ptr, final_ptr, checkpoint_ptr, p0, p1, p2, p3, p4, p5,
+    s0, s1, s2, s3, s4, s5, T, M, MODEL: tl.constexpr, NS: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """The whole sequence ``x`` ``(T, M)`` from the state ``(NS, M)``: outputs ``y`` ``(T, M)``,
+    the final state ``(NS, M)``, and the state before every ``CHUNK``-th step."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    a_mem, a_syn, v_leak, v_th, v_reset, rho_reset = _load_params(
+        p0, p1, p2, p3, p4, p5, s0, s1, s2, s3, s4, s5, offs, mask
+    )
+    v, i, rho = _load_state(state_ptr, offs, mask, M, MODEL)
+    m64 = M.to(tl.int64)  # offsets of (T, M) tensors may pass 2**31
+    for t in range(0, T):
+        if t % CHUNK == 0:
+            _store_state(checkpoint_ptr + (t // CHUNK) * NS * m64, offs, mask, M, v, i, rho, MODEL)
+        row = t * m64
+        x = tl.load(x_ptr + row + offs, mask=mask, other=0.0)
+        y, v, i, rho = _step(x, v, i, rho, a_mem, a_syn, v_leak, v_th, v_reset, rho_reset, MODEL)
+        tl.store(y_ptr + row + offs, y, mask=mask)
+    _store_state(final_ptr, offs, mask, M, v, i, rho, MODEL)
+
+
+@triton.jit
+def _load_params(p0, p1, p2, p3, p4, p5, s0, s1, s2, s3, s4, s5, offs, mask):
+    """The six parameters ``a_mem, a_syn, v_leak, v_th, v_reset, rho_reset`` per neuron, from
+    tensors of ``s0 ... s5`` elements (1, the trailing neuron dims, or every neuron)."""
+    return (
+        _param(p0, offs, s0, mask),
+        _param(p1, offs, s1, mask),
+        _param(p2, offs, s2, mask),
+        _param(p3, offs, s3, mask),
+        _param(p4, offs, s4, mask),
+        _param(p5, offs, s5, mask),
+    )
+
+
+@triton.jit(do_not_specialize=["T"])
+def backward_kernel(
+    x_ptr, gy_ptr, gfinal_ptr, checkpoint_ptr, scratch_ptr, gx_ptr, ginit_ptr, gparams_ptr,
+    alpha_ptr, p0, p1, p2, p3, p4, p5, s0, s1, s2, s3, s4, s5, T, M,
+    MODEL: tl.constexpr, METHOD: tl.constexpr, INTERPRET: tl.constexpr, NS: tl.constexpr,
+    CHUNK: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Reverse time: from the gradients w.r.t. ``y`` ``(T, M)`` and the final state
+    ``(NS, M)``, the gradients w.r.t. ``x`` ``(T, M)``, the initial state ``(NS, M)`` and each
+    neuron's parameters ``(6, M)``. Chunk by chunk, from the last: recompute the chunk's states
+    from its checkpoint into this program's scratch ``(CHUNK, NS, BLOCK)``, then walk them back."""
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < M
+    lanes = tl.arange(0, BLOCK)
+    scratch = scratch_ptr + pid.to(tl.int64) * (CHUNK * NS * BLOCK)
+    a_mem, a_syn, v_leak, v_th, v_reset, rho_reset = _load_params(
+        p0, p1, p2, p3, p4, p5, s0, s1, s2, s3, s4, s5, offs, mask
+    )
+    alpha = tl.load(alpha_ptr)
+    m64 = M.to(tl.int64)  # offsets of (T, M) tensors may pass 2**31
+    gv, gi, grho = _load_state(gfinal_ptr, offs, mask, M, MODEL)
+    if MODEL == 0:  # LI: the last output is the final v
+        gv = tl.load(gy_ptr + (T - 1) * m64 + offs, mask=mask, other=0.0) + gv
+    acc_mem = tl.zeros_like(gv)
+    acc_syn = tl.zeros_like(gv)
+    acc_leak = tl.zeros_like(gv)
+    acc_th = tl.zeros_like(gv)
+    acc_reset = tl.zeros_like(gv)
+    acc_rr = tl.zeros_like(gv)
+    n_chunks = (T + CHUNK - 1) // CHUNK
+    for jc in range(0, n_chunks):
+        c = n_chunks - 1 - jc
+        t0 = c * CHUNK
+        steps = tl.minimum(T - t0, CHUNK)
+        v, i, rho = _load_state(checkpoint_ptr + c * NS * m64, offs, mask, M, MODEL)
+        for k in range(0, steps):
+            _store_state(scratch + k * NS * BLOCK, lanes, mask, BLOCK, v, i, rho, MODEL)
+            x = tl.load(x_ptr + (t0 + k) * m64 + offs, mask=mask, other=0.0)
+            _, v, i, rho = _step(x, v, i, rho, a_mem, a_syn, v_leak, v_th, v_reset, rho_reset, MODEL)
+        for jk in range(0, steps):
+            k = steps - 1 - jk
+            row = (t0 + k) * m64
+            v, i, rho = _load_state(scratch + k * NS * BLOCK, lanes, mask, BLOCK, MODEL)
+            x = tl.load(x_ptr + row + offs, mask=mask, other=0.0)
+            gy = tl.zeros_like(x)
+            gy_prev = tl.zeros_like(x)
+            if MODEL == 0:  # the previous output is this step's v
+                first = (lanes * 0 + t0 + k) == 0  # a block: the interpreter rejects a scalar
+                gy_prev = tl.load(gy_ptr + row - M + offs, mask=mask & ~first, other=0.0)
+            else:
+                gy = tl.load(gy_ptr + row + offs, mask=mask, other=0.0)
+            gi, gv, grho, g_mem, g_syn, g_leak, g_th, g_reset, g_rr = _step_backward(
+                x, v, i, rho, gy, gv, gi, grho, gy_prev, a_mem, a_syn, v_leak, v_th, v_reset,
+                rho_reset, alpha, MODEL, METHOD, INTERPRET,
+            )
+            tl.store(gx_ptr + row + offs, gi, mask=mask)
+            acc_mem += g_mem
+            acc_syn += g_syn
+            acc_leak += g_leak
+            acc_th += g_th
+            acc_reset += g_reset
+            acc_rr += g_rr
+    _store_state(ginit_ptr, offs, mask, M, gv, gi, grho, MODEL)
+    g = gparams_ptr + offs
+    tl.store(g, acc_mem, mask=mask)
+    tl.store(g + M, acc_syn, mask=mask)
+    tl.store(g + 2 * M, acc_leak, mask=mask)
+    tl.store(g + 3 * M, acc_th, mask=mask)
+    tl.store(g + 4 * M, acc_reset, mask=mask)
+    tl.store(g + 5 * M, acc_rr, mask=mask)
+
+
+def _quiet():
+    """The interpreter computes with numpy, which warns on inf/NaN arithmetic that the GPU
+    does silently (masked lanes, overflowing surrogates); silence it there."""
+    if INTERPRETED:
+        import numpy
+
+        return numpy.errstate(all="ignore")
+    return contextlib.nullcontext()
+
+
+def _sizes(params: list[torch.Tensor]) -> list[int]:
+    """The six parameter tensors (unused ones repeated by the caller) and their sizes."""
+    return [p.numel() for p in params]
+
+
+def launch_forward(
+    x: torch.Tensor, state: torch.Tensor, params: list[torch.Tensor], model: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run :func:`forward_kernel`: ``x`` ``(T, M)``, ``state`` ``(NS, M)``, six parameter
+    tensors of 1 to M elements, all contiguous. Returns ``(y, final_state, checkpoints)``."""
+    T, M = x.shape
+    ns = state.shape[0]
+    y = torch.empty_like(x)
+    final = torch.empty_like(state)
+    checkpoints = x.new_empty(((T + CHUNK - 1) // CHUNK, ns, M))
+    if M > 0:
+        with _quiet():
+            forward_kernel[(triton.cdiv(M, BLOCK),)](
+                x, state, y, final, checkpoints, *params, *_sizes(params), T, M,
+                MODEL=model, NS=ns, CHUNK=CHUNK, BLOCK=BLOCK,
+                num_warps=NUM_WARPS, enable_fp_fusion=False,  # no FMA: torch's rounding
+            )  # fmt: skip
+    return y, final, checkpoints
+
+
+def launch_backward(
+    grad_y: torch.Tensor,
+    grad_final: torch.Tensor,
+    x: torch.Tensor,
+    checkpoints: torch.Tensor,
+    params: list[torch.Tensor],
+    alpha: torch.Tensor,
+    model: int,
+    method: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run :func:`backward_kernel`. Returns the gradients w.r.t. ``x`` ``(T, M)``, the initial
+    state ``(NS, M)`` and each neuron's six parameters ``(6, M)`` (summed over time)."""
+    T, M = x.shape
+    ns = checkpoints.shape[1]
+    grad_x = torch.empty_like(x)
+    grad_init = torch.empty_like(grad_final)
+    grad_params = x.new_empty((6, M))
+    if M > 0:
+        grid = triton.cdiv(M, BLOCK)
+        scratch = x.new_empty((grid, CHUNK, ns, BLOCK))
+        with _quiet():
+            backward_kernel[(grid,)](
+                x, grad_y, grad_final, checkpoints, scratch, grad_x, grad_init, grad_params,
+                alpha, *params, *_sizes(params), T, M,
+                MODEL=model, METHOD=METHOD_CODES[method], INTERPRET=INTERPRETED, NS=ns,
+                CHUNK=CHUNK, BLOCK=BLOCK, num_warps=NUM_WARPS, enable_fp_fusion=False,
+            )  # fmt: skip
+    return grad_x, grad_init, grad_params
