@@ -11,8 +11,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lifexport.functional._checks import VALUE_RULES, check_dt, check_state, check_value
+from lifexport.functional import (
+    VALUE_RULES,
+    check_dt,
+    check_parameters,
+    check_state,
+    check_value,
+)
 from lifexport.functional.threshold import check_alpha, check_method
+from lifexport.kernels import check_backend, use_kernel
 from lifexport.modules._time import time_loop
 
 
@@ -275,19 +282,45 @@ class SequenceLayer:
     is_sequence = True
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        return time_loop(self.step, x, self.start(x, state))
+
+    def start(self, x: Tensor, state: Any) -> Any:
+        """Check the input and parameter values; the state before the first step."""
         self.check_input(x, time=True)
         check_time_steps(x)
         self.check_parameter_values()
         if state is None:
-            state = self.initial_state(x[0])
-        else:
-            # Checked here, before the loop, so a bad state gets its ValueError outside the
-            # traced loop body too; a state that broadcasts (a scalar v) becomes full-size, as
-            # the loop's carry must keep one shape.
-            shape = self.output_shape(x.shape[1:])
-            state = check_state(state, self.state_classes, shape, x)
-            state = torch.utils._pytree.tree_map(torch.Tensor.contiguous, state)
-        return time_loop(self.step, x, state)
+            return self.initial_state(x[0])
+        # Checked here, before the loop, so a bad state gets its ValueError outside the
+        # traced loop body too; a state that broadcasts (a scalar v) becomes full-size, as
+        # the loop's carry must keep one shape.
+        shape = self.output_shape(x.shape[1:])
+        state = check_state(state, self.state_classes, shape, x)
+        return torch.utils._pytree.tree_map(torch.Tensor.contiguous, state)
+
+
+class FusedSequenceLayer(SequenceLayer):
+    """A feed-forward sequence layer whose time loop can also run as one fused kernel
+    (:mod:`lifexport.kernels`), chosen by the keyword-only constructor argument ``backend``
+    (see :func:`lifexport.kernels.use_kernel`); exports always trace the step's loop.
+
+    Subclasses define ``fused(x, state) -> (outputs, state)``, the kernel's call.
+    """
+
+    def __init__(self, *args: Any, backend: str = "auto", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.backend = check_backend(backend)
+
+    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        state = self.start(x, state)
+        if not use_kernel(self.backend, x):
+            return time_loop(self.step, x, state)
+        # The checks each step makes on the parameters' shapes, dtypes and devices.
+        check_parameters(self.p, x.shape[1:], x, values=False)
+        return self.fused(x, state)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, backend={self.backend!r}"
 
 
 def _weight(name: str, value: Tensor | None, shape: tuple[int, int], scale: float):

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from torch import Tensor
 
 from lifexport.functional.leaky_integrator import LIParameters, LIState, li_feed_forward_step
-from lifexport.modules._neuron import FeedForwardCell, SequenceLayer, rest
+from lifexport import kernels
+from lifexport.modules._neuron import FeedForwardCell, FusedSequenceLayer, rest
 
 __all__ = ["LICell", "LI"]
 
@@ -50,6 +51,11 @@ class LICell(FeedForwardCell):
         return li_feed_forward_step(x, state, self.p, self.dt, check_values=False)
 
 
-class LI(SequenceLayer, LICell):
+class LI(FusedSequenceLayer, LICell):
     """Leaky integrators over a time-major sequence ``(T, B, ...)``; returns every step's
-    potential ``(T, B, ...)`` and the final state."""
+    potential ``(T, B, ...)`` and the final state. Arguments as :class:`LICell`, and
+    ``backend``: ``"auto"``, ``"scan"`` or ``"triton"`` (see
+    :func:`lifexport.kernels.use_kernel`)."""
+
+    def fused(self, x: Tensor, state: LIState) -> tuple[Tensor, LIState]:
+        return kernels.li_sequence(x, state, self.p, self.dt)

@@ -18,20 +18,29 @@ from lifexport.functional.lif import (
     lif_feed_forward_step,
     lif_step,
 )
-from lifexport.modules._neuron import FeedForwardCell, RecurrentCell, SequenceLayer, rest
+from lifexport import kernels
+from lifexport.modules._neuron import (
+    FeedForwardCell,
+    FusedSequenceLayer,
+    RecurrentCell,
+    SequenceLayer,
+    rest,
+)
 
 __all__ = ["LIFCell", "LIF", "LIFRecurrentCell", "LIFRecurrent"]
 
 LIF_NAMES = ("tau_syn_inv", "tau_mem_inv", "v_leak", "v_th", "v_reset")
 
 
-def _neuron_args(p: LIFParameters, dt: float, trainable: Iterable[str]) -> dict[str, Any]:
-    values = {name: getattr(p, name) for name in LIF_NAMES}
-    return dict(values=values, method=p.method, alpha=p.alpha, dt=dt, trainable=trainable)
-
-
 class _LIFParameters:
     parameter_names = LIF_NAMES
+    parameter_tuple = LIFParameters
+
+    @staticmethod
+    def neuron_args(p: LIFParameters, dt: float, trainable: Iterable[str]) -> dict[str, Any]:
+        """The :class:`~lifexport.modules.NeuronModule` arguments for ``p``."""
+        values = {name: getattr(p, name) for name in LIF_NAMES}
+        return dict(values=values, method=p.method, alpha=p.alpha, dt=dt, trainable=trainable)
 
     @property
     def p(self) -> LIFParameters:
@@ -48,7 +57,7 @@ class LIFCell(_LIFParameters, FeedForwardCell):
     def __init__(
         self, p: LIFParameters = LIFParameters(), dt: float = 0.001, trainable: Iterable[str] = ()
     ) -> None:
-        super().__init__(**_neuron_args(p, dt, trainable))
+        super().__init__(**self.neuron_args(p, dt, trainable))
 
     def initial_state(self, x: Tensor) -> LIFFeedForwardState:
         return LIFFeedForwardState(rest(x, x.shape, self.v_leak), rest(x, x.shape))
@@ -57,34 +66,55 @@ class LIFCell(_LIFParameters, FeedForwardCell):
         return lif_feed_forward_step(x, state, self.p, self.dt, check_values=False)
 
 
-class LIF(SequenceLayer, LIFCell):
-    """Feed-forward LIF neurons over a time-major sequence ``(T, B, ...)``."""
+class LIF(FusedSequenceLayer, LIFCell):
+    """Feed-forward LIF neurons over a time-major sequence ``(T, B, ...)``.
+
+    Arguments as :class:`LIFCell`, and ``backend``: ``"auto"``, ``"scan"`` or ``"triton"``
+    (see :func:`lifexport.kernels.use_kernel`).
+    """
+
+    def fused(self, x: Tensor, state: LIFFeedForwardState) -> tuple[Tensor, LIFFeedForwardState]:
+        return kernels.lif_sequence(x, state, self.p, self.dt)
 
 
-class LIFRecurrentCell(_LIFParameters, RecurrentCell):
-    """One step of recurrently connected LIF neurons (arguments as LIFRefracRecurrentCell)."""
+class RecurrentNeuronCell(RecurrentCell):
+    """The constructor of the LIF and LIF-refrac recurrent cells: Norse's arguments, with
+    ``p`` of the class's ``parameter_tuple`` (its defaults when ``None``).
 
-    state_classes = (LIFState,)
+    Args:
+        input_size: input features.
+        hidden_size: neurons.
+        p: neuron parameters.
+        dt: integration step in seconds.
+        input_weights: ``(hidden_size, input_size)``; Norse's random init when ``None``.
+        recurrent_weights: ``(hidden_size, hidden_size)``; Norse's random init when ``None``.
+        autapses: allow self-connections (see :class:`~lifexport.modules._neuron.RecurrentCell`).
+        trainable: names of neuron parameters to learn.
+    """
 
     def __init__(
         self,
         input_size: int,
         hidden_size: int,
-        p: LIFParameters = LIFParameters(),
+        p: Any = None,
         dt: float = 0.001,
         input_weights: Tensor | None = None,
         recurrent_weights: Tensor | None = None,
         autapses: bool = False,
         trainable: Iterable[str] = (),
     ) -> None:
+        p = self.parameter_tuple() if p is None else p
+        neuron = self.neuron_args(p, dt, trainable)
         super().__init__(
-            input_size,
-            hidden_size,
-            input_weights,
-            recurrent_weights,
-            autapses,
-            **_neuron_args(p, dt, trainable),
+            input_size, hidden_size, input_weights, recurrent_weights, autapses, **neuron
         )
+
+
+class LIFRecurrentCell(_LIFParameters, RecurrentNeuronCell):
+    """One step of recurrently connected LIF neurons (arguments as
+    :class:`RecurrentNeuronCell`, ``p`` a :class:`LIFParameters`)."""
+
+    state_classes = (LIFState,)
 
     def initial_state(self, x: Tensor) -> LIFState:
         shape = self.output_shape(x.shape)
@@ -95,4 +125,5 @@ class LIFRecurrentCell(_LIFParameters, RecurrentCell):
 
 
 class LIFRecurrent(SequenceLayer, LIFRecurrentCell):
-    """Recurrent LIF neurons over a time-major sequence ``(T, B, input_size)``."""
+    """Recurrent LIF neurons over a time-major sequence ``(T, B, input_size)`` (always the
+    ``scan`` loop: the recurrent product sits between steps)."""

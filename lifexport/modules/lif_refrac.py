@@ -21,22 +21,26 @@ from lifexport.functional.lif_refrac import (
     lif_refrac_feed_forward_step,
     lif_refrac_step,
 )
-from lifexport.modules._neuron import FeedForwardCell, RecurrentCell, SequenceLayer, rest
-from lifexport.modules.lif import LIF_NAMES
+from lifexport import kernels
+from lifexport.modules._neuron import FeedForwardCell, FusedSequenceLayer, SequenceLayer, rest
+from lifexport.modules.lif import LIF_NAMES, RecurrentNeuronCell
 
 __all__ = ["LIFRefracCell", "LIFRefrac", "LIFRefracRecurrentCell", "LIFRefracRecurrent"]
-
-
-def _neuron_args(p: LIFRefracParameters, dt: float, trainable: Iterable[str]) -> dict[str, Any]:
-    values = {name: getattr(p.lif, name) for name in LIF_NAMES}
-    values["rho_reset"] = p.rho_reset
-    return dict(values=values, method=p.lif.method, alpha=p.lif.alpha, dt=dt, trainable=trainable)
 
 
 class _LIFRefracParameters:
     """The parameter tuple of a LIF-refrac layer, built from the tensors it holds."""
 
     parameter_names = (*LIF_NAMES, "rho_reset")
+    parameter_tuple = LIFRefracParameters
+
+    @staticmethod
+    def neuron_args(p: LIFRefracParameters, dt: float, trainable: Iterable[str]) -> dict[str, Any]:
+        """The :class:`~lifexport.modules.NeuronModule` arguments for ``p``."""
+        values = {name: getattr(p.lif, name) for name in LIF_NAMES}
+        values["rho_reset"] = p.rho_reset
+        lif = p.lif
+        return dict(values=values, method=lif.method, alpha=lif.alpha, dt=dt, trainable=trainable)
 
     @property
     def p(self) -> LIFRefracParameters:
@@ -71,7 +75,7 @@ class LIFRefracCell(_LIFRefracParameters, FeedForwardCell):
         dt: float = 0.001,
         trainable: Iterable[str] = (),
     ) -> None:
-        super().__init__(**_neuron_args(p, dt, trainable))
+        super().__init__(**self.neuron_args(p, dt, trainable))
 
     def initial_state(self, x: Tensor) -> LIFRefracFeedForwardState:
         """Rest: ``v = v_leak``, ``i = 0``, ``rho = 0``, with ``x``'s shape, dtype and device."""
@@ -87,10 +91,12 @@ class LIFRefracCell(_LIFRefracParameters, FeedForwardCell):
         return lif_refrac_feed_forward_step(x, state, self.p, self.dt, check_values=False)
 
 
-class LIFRefrac(SequenceLayer, LIFRefracCell):
+class LIFRefrac(FusedSequenceLayer, LIFRefracCell):
     r"""Feed-forward LIF-refrac neurons over a time-major sequence ``(T, B, ...)``.
 
     Returns ``(spikes, state)``: spikes of every step ``(T, B, ...)`` and the final state.
+    Arguments as :class:`LIFRefracCell`, and ``backend``: ``"auto"``, ``"scan"`` or
+    ``"triton"`` (see :func:`lifexport.kernels.use_kernel`).
 
     Examples:
         >>> z, state = LIFRefrac()(torch.full((8, 1, 2), 20.0))
@@ -98,43 +104,19 @@ class LIFRefrac(SequenceLayer, LIFRefracCell):
         tensor([1., 0., 0., 0., 0., 0., 1., 0.])
     """
 
+    def fused(
+        self, x: Tensor, state: LIFRefracFeedForwardState
+    ) -> tuple[Tensor, LIFRefracFeedForwardState]:
+        return kernels.lif_refrac_sequence(x, state, self.p, self.dt)
 
-class LIFRefracRecurrentCell(_LIFRefracParameters, RecurrentCell):
+
+class LIFRefracRecurrentCell(_LIFRefracParameters, RecurrentNeuronCell):
     r"""One step of recurrently connected LIF-refrac neurons: ``(B, input_size)`` in,
-    ``(B, hidden_size)`` spikes out.
-
-    Args:
-        input_size: input features.
-        hidden_size: neurons.
-        p: neuron parameters.
-        dt: integration step in seconds.
-        input_weights: ``(hidden_size, input_size)``; Norse's random init when ``None``.
-        recurrent_weights: ``(hidden_size, hidden_size)``; Norse's random init when ``None``.
-        autapses: allow self-connections (see :class:`~lifexport.modules._neuron.RecurrentCell`).
-        trainable: names of neuron parameters to learn.
+    ``(B, hidden_size)`` spikes out (arguments as
+    :class:`~lifexport.modules.lif.RecurrentNeuronCell`, ``p`` a :class:`LIFRefracParameters`).
     """
 
     state_classes = (LIFRefracState, LIFState)
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        p: LIFRefracParameters = LIFRefracParameters(),
-        dt: float = 0.001,
-        input_weights: Tensor | None = None,
-        recurrent_weights: Tensor | None = None,
-        autapses: bool = False,
-        trainable: Iterable[str] = (),
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden_size,
-            input_weights,
-            recurrent_weights,
-            autapses,
-            **_neuron_args(p, dt, trainable),
-        )
 
     def initial_state(self, x: Tensor) -> LIFRefracState:
         """Rest for a step input ``x`` of shape ``(B, input_size)``."""
@@ -149,7 +131,8 @@ class LIFRefracRecurrentCell(_LIFRefracParameters, RecurrentCell):
 
 
 class LIFRefracRecurrent(SequenceLayer, LIFRefracRecurrentCell):
-    r"""Recurrent LIF-refrac neurons over a time-major sequence ``(T, B, input_size)``.
+    r"""Recurrent LIF-refrac neurons over a time-major sequence ``(T, B, input_size)`` (always
+    the ``scan`` loop: the recurrent product sits between steps).
 
     Returns ``(spikes, state)``: spikes ``(T, B, hidden_size)`` and the final state.
     """
