@@ -236,7 +236,8 @@ def forward_kernel(
     m64 = M.to(tl.int64)  # offsets of (T, M) tensors may pass 2**31
     for t in range(0, T):
         if t % CHUNK == 0:
-            _store_state(checkpoint_ptr + (t // CHUNK) * NS * m64, offs, mask, M, v, i, rho, MODEL)
+            checkpoint = checkpoint_ptr + (t // CHUNK) * NS * m64
+            _store_state(checkpoint, offs, mask, M, v, i, rho, MODEL)
         row = t * m64
         x = tl.load(x_ptr + row + offs, mask=mask, other=0.0)
         y, v, i, rho = _step(x, v, i, rho, a_mem, a_syn, v_leak, v_th, v_reset, rho_reset, MODEL)
@@ -297,7 +298,9 @@ def backward_kernel(
         for k in range(0, steps):
             _store_state(scratch + k * NS * BLOCK, lanes, mask, BLOCK, v, i, rho, MODEL)
             x = tl.load(x_ptr + (t0 + k) * m64 + offs, mask=mask, other=0.0)
-            _, v, i, rho = _step(x, v, i, rho, a_mem, a_syn, v_leak, v_th, v_reset, rho_reset, MODEL)
+            _, v, i, rho = _step(
+                x, v, i, rho, a_mem, a_syn, v_leak, v_th, v_reset, rho_reset, MODEL
+            )
         for jk in range(0, steps):
             k = steps - 1 - jk
             row = (t0 + k) * m64

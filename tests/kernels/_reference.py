@@ -92,7 +92,9 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, what: str, rtol: 
     another order, differ by rounding relative to the terms, not to a small total)."""
     scale = expected.abs().max().item()
     assert torch.isfinite(expected).all(), f"{what}: the reference is not finite"
-    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * scale, msg=lambda m: f"{what}: {m}")
+    torch.testing.assert_close(
+        actual, expected, rtol=rtol, atol=rtol * scale, msg=lambda m: f"{what}: {m}"
+    )
 
 
 def compare(model, method, x, per_neuron=True, dtype=torch.float32):
@@ -113,7 +115,8 @@ def compare(model, method, x, per_neuron=True, dtype=torch.float32):
         assert 0 < y_scan.mean() < 1, "the input should make neurons spike, not always"
     for name, a, b in zip(("v", "i", "rho"), final_fused, final_scan):
         assert_close(a, b, f"final {name}")
-    names = ["x", "v0", "i0", "rho0"][: 1 + len(final_scan)] + [n for n, _ in scan.named_parameters()]
+    names = ["x", "v0", "i0", "rho0"][: 1 + len(final_scan)]
+    names += [name for name, _ in scan.named_parameters()]
     for name, a, b in zip(names, grads_fused, grads_scan):
         assert_close(a, b, f"gradient w.r.t. {name}", GRAD_RTOL.get(method, 1e-6))
     return y_scan
