@@ -223,7 +223,8 @@ def _store_state(ptr, offs, mask, stride, v, i, rho, MODEL: tl.constexpr):
 @triton.jit(do_not_specialize=["T"])
 def forward_kernel(
     x_ptr, state_ptr, y_ptr, final_ptr, checkpoint_ptr, p0, p1, p2, p3, p4, p5,
-    s0, s1, s2, s3, s4, s5, T, M, MODEL: tl.constexpr, NS: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr,
+    s0, s1, s2, s3, s4, s5, T, M,
+    MODEL: tl.constexpr, NS: tl.constexpr, CHUNK: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """The whole sequence ``x`` ``(T, M)`` from the state ``(NS, M)``: outputs ``y`` ``(T, M)``,
     the final state ``(NS, M)``, and the state before every ``CHUNK``-th step."""
