@@ -119,7 +119,11 @@ def time_loop(step: Step, xs: Tensor, state: Any) -> tuple[Tensor, Any]:
     if _SCAN_NEEDS_TRACKED_CARRIES and torch.is_grad_enabled() and torch.compiler.is_dynamo_compiling():
         carry = [tracked(t, _ANCHOR) for t in carry]
     if _unroll > 1 and torch.compiler.is_exporting():
-        final, ys = _unrolled_scan(step, unflatten, carry, xs, _unroll)
+        # torch 2.13: the metadata of a tensor of ceil(T / k) rows asks is_contiguous whether
+        # that count is >= 2, which guards T > k (and fails Dim("T")) unless sizes are
+        # treated as unbacked there.
+        with torch.fx.experimental._config.patch(backed_size_oblivious=True):
+            final, ys = _unrolled_scan(step, unflatten, carry, xs, _unroll)
     else:
         final, ys = scan(_step_body(step, unflatten), carry, xs)
     return ys, unflatten(final)
@@ -157,9 +161,10 @@ def _unrolled_scan(
     """
     t = xs.shape[0]
     blocks = (t + k - 1) // k
-    index = torch.arange(blocks * k, device=xs.device).view(blocks, k)  # (T/k, k)
-    real = (index < t).unbind(1)  # padding only at the end: step 0 of a block is always real
-    x_steps = [xs[i] for i in index.clamp(max=t - 1).unbind(1)]  # k x (T/k, B, ...)
+    start = torch.arange(blocks, device=xs.device) * k  # (T/k,): each block's first step
+    # No reshape or view: torch cannot prove T's multiples, and guards them (torch 2.13).
+    x_steps = [xs.index_select(0, (start + j).clamp(max=t - 1)) for j in range(k)]
+    real = [start + j < t for j in range(1, k)]  # padding only at the end: step 0 is real
 
     def body(carry: list[Tensor], inputs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         x, is_real = inputs[:k], inputs[k:]  # k x (B, ...), k - 1 x ()
@@ -173,9 +178,10 @@ def _unrolled_scan(
             ys.append(y)
         return [c.clone() for c in carry], [y.clone() for y in ys]  # clones: see _step_body
 
-    final, ys = scan(body, carry, [*x_steps, *real[1:]])  # ys: k x (T/k, B, ...)
-    ys = torch.stack(ys, 1).flatten(0, 1)  # (T/k * k, B, ...)
-    return final, ys.index_select(0, torch.arange(t, device=xs.device))  # (T, B, ...)
+    final, ys = scan(body, carry, [*x_steps, *real])  # ys: k x (T/k, B, ...)
+    steps = torch.arange(t, device=xs.device)
+    order = (steps % k) * blocks + steps // k  # step s in the concatenation of ys
+    return final, torch.cat(ys).index_select(0, order)  # (T, B, ...)
 
 
 def flatten_state(state: Any) -> tuple[list[Tensor], Callable[[list[Tensor]], Any]]:
