@@ -1,7 +1,9 @@
 """lifexport: LIF-refrac spiking neurons that compile, export to ONNX and validate.
 
 Layers, each importing only those above it in this list: :mod:`lifexport.functional`
-(pure torch steps), modules, export, validate.
+(pure torch steps), kernels (fused time loops), modules, graph (the contract of an exported
+file), export, nir, validation; then the tools (cli, demo, bench). See the README's
+architecture section.
 """
 
 from lifexport import functional
@@ -30,6 +32,8 @@ _LAZY = {  # name: (module, attribute or None for the module itself)
     "export": ("lifexport.export", None),
     "to_onnx": ("lifexport.export", "to_onnx"),
     "ExportedModel": ("lifexport.export", "ExportedModel"),
+    "GraphFile": ("lifexport.graph", "GraphFile"),
+    "read_graph": ("lifexport.graph", "read_graph"),
     "validation": ("lifexport.validation", None),
     "validate": ("lifexport.validation", "validate"),
     "ValidationReport": ("lifexport.validation", "ValidationReport"),
@@ -49,6 +53,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "ExportedModel",
+    "GraphFile",
+    "read_graph",
     "ValidationReport",
     "assert_valid",
     "export",
@@ -73,5 +79,7 @@ __all__ = [
     "__version__",
     "compile",
     "from_norse",
+    "from_nir",
     "functional",
+    "to_nir",
 ]

@@ -20,6 +20,7 @@ import torch
 from lifexport import digits
 from lifexport._bench import median_ms
 from lifexport.export import to_onnx
+from lifexport.graph import X, Y
 from lifexport.modules import compile as lifexport_compile
 from lifexport.validation import PROVIDERS, make_session, validate
 
@@ -56,6 +57,68 @@ def raster(model, x: torch.Tensor, label: int, path: Path) -> None:
     plt.close(fig)
 
 
+def _model(train: bool, epochs: int, stage, progress, result: dict) -> tuple:
+    """The digits network: trained here, or the shipped weights."""
+    if not train:
+        stage(f"loading the shipped weights (lifexport.digits, {digits.WEIGHTS.name})")
+        return digits.load_trained()
+    stage(f"training from scratch ({epochs} epochs)")
+    cfg = digits.DigitsConfig()
+    model, result["training"] = digits.train(cfg, digits.TrainConfig(epochs=epochs), progress)
+    return model, cfg
+
+
+def _loss(y: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(digits.readout(y), target)
+
+
+def _export(model, xs, y_test, out_dir: Path) -> dict:
+    """The sequence, step and training graphs of the network."""
+    return {
+        "sequence": to_onnx(model, xs[:, :2], out_dir / "digits_sequence.onnx", with_state=False),
+        "step": to_onnx(model, xs[0, :2], out_dir / "digits_step.onnx", graph="step"),
+        "training": to_onnx(
+            model,
+            xs[:, :2],
+            out_dir / "digits_training.onnx",
+            mode="training",
+            with_state=False,
+            loss=_loss,
+            target=y_test[:2],
+        ),
+    }
+
+
+def _validate(model, files: dict, xs, y_test, providers, result: dict) -> None:
+    """Every graph against eager torch on 16 test images."""
+    sample = xs[:, :16]
+    reports = {
+        name: validate(
+            model,
+            f.path,
+            sample,
+            providers,
+            **(dict(target=y_test[:16], loss=_loss) if name == "training" else {}),
+        )
+        for name, f in files.items()
+    }
+    result["validation"] = {name: report.to_dict() for name, report in reports.items()}
+    result["validation_passed"] = all(r.passed for r in reports.values())
+
+
+def _speed(model, session, xs) -> dict[str, float]:
+    """Median ms of inference over the whole test set: eager, compiled, onnxruntime."""
+    compiled = lifexport_compile(model)
+    with torch.no_grad():
+        speed = {
+            "torch eager": median_ms(lambda: model(xs), repeats=5, warmup=1),
+            "torch compiled": median_ms(lambda: compiled(xs), repeats=5, warmup=1),
+        }
+    feeds = {X: xs.numpy()}
+    speed["onnxruntime sequence"] = median_ms(lambda: session.run([Y], feeds), repeats=5, warmup=1)
+    return {k: round(v, 2) for k, v in speed.items()}
+
+
 def run_demo(
     out_dir: Path,
     *,
@@ -74,15 +137,7 @@ def run_demo(
         raise ValueError(f"epochs must be a positive int to train, got {epochs!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {"out_dir": str(out_dir)}
-
-    if train:
-        stage(f"training from scratch ({epochs} epochs)")
-        cfg = digits.DigitsConfig()
-        model, summary = digits.train(cfg, digits.TrainConfig(epochs=epochs), progress)
-        result["training"] = summary
-    else:
-        stage(f"loading the shipped weights (lifexport.digits, {digits.WEIGHTS.name})")
-        model, cfg = digits.load_trained()
+    model, cfg = _model(train, epochs, stage, progress, result)
     _, _, x_test, y_test = digits.load_split(cfg)
     xs = digits.encode(x_test, cfg)  # (T, 360, 64)
 
@@ -92,58 +147,22 @@ def run_demo(
     result["torch_accuracy"] = (torch_pred == y_test).float().mean().item()
 
     stage("exporting a sequence graph, a step graph and a training graph")
-    seq = to_onnx(model, xs[:, :2], out_dir / "digits_sequence.onnx", with_state=False)
-    step = to_onnx(model, xs[0, :2], out_dir / "digits_step.onnx", graph="step")
-
-    def loss(y, target):
-        return torch.nn.functional.cross_entropy(digits.readout(y), target)
-
-    training = to_onnx(
-        model,
-        xs[:, :2],
-        out_dir / "digits_training.onnx",
-        mode="training",
-        with_state=False,
-        loss=loss,
-        target=y_test[:2],
-    )
-    result["files"] = {
-        g.graph if g.mode == "inference" else "training": str(g.path) for g in (seq, step, training)
-    }
+    files = _export(model, xs, y_test, out_dir)
+    result["files"] = {name: str(f.path) for name, f in files.items()}
 
     stage("validating in onnxruntime")
-    sample = xs[:, :16]
-    reports = {
-        "sequence": validate(model, seq.path, sample, providers),
-        "step": validate(model, step.path, sample, providers),
-        "training": validate(
-            model, training.path, sample, providers, target=y_test[:16], loss=loss
-        ),
-    }
-    result["validation"] = {name: report.to_dict() for name, report in reports.items()}
-    result["validation_passed"] = all(r.passed for r in reports.values())
+    _validate(model, files, xs, y_test, providers, result)
 
     stage("onnxruntime accuracy")
-    session = make_session(seq.path)
-    (ort_potentials,) = session.run(["y"], {"x": xs.numpy()})
+    session = make_session(files["sequence"].path)
+    (ort_potentials,) = session.run([Y], {X: xs.numpy()})
     ort_pred = torch.from_numpy(np.asarray(ort_potentials)).max(0).values.argmax(1)
     result["onnxruntime_accuracy"] = (ort_pred == y_test).float().mean().item()
     result["same_predictions"] = bool(torch.equal(ort_pred, torch_pred))
-    result["images"] = len(y_test)
-    result["steps"] = cfg.steps
+    result["images"], result["steps"] = len(y_test), cfg.steps
 
     stage("speed (whole test set, inference)")
-    compiled = lifexport_compile(model)
-    with torch.no_grad():
-        speed = {
-            "torch eager": median_ms(lambda: model(xs), repeats=5, warmup=1),
-            "torch compiled": median_ms(lambda: compiled(xs), repeats=5, warmup=1),
-        }
-    feeds = {"x": xs.numpy()}
-    speed["onnxruntime sequence"] = median_ms(
-        lambda: session.run(["y"], feeds), repeats=5, warmup=1
-    )
-    result["speed_ms"] = {k: round(v, 2) for k, v in speed.items()}
+    result["speed_ms"] = _speed(model, session, xs)
 
     stage("spike raster")
     picture = out_dir / "digit_raster.png"

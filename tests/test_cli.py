@@ -16,6 +16,7 @@ import pytest
 
 from lifexport import __version__
 from lifexport.cli import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, build_parser, main
+from lifexport.graph import GraphContract
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = "lifexport.digits:trained_model"
@@ -201,12 +202,10 @@ def forge(path: Path, source: str, original: Path | None = None) -> Path:
         y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["T", "B", 4])
         graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-        for key, value in {
-            "lifexport.graph": "sequence",
-            "lifexport.mode": "inference",
-            "lifexport.state_names": "[]",
-            "lifexport.example_shape": "[3, 1, 4]",
-        }.items():
+        contract = GraphContract(
+            kind="sequence", mode="inference", states=(), example_shape=(3, 1, 4), dtype="float32"
+        )
+        for key, value in contract.to_metadata().items():
             model.metadata_props.add(key=key, value=value)
     model.metadata_props.add(key="lifexport.source", value=source)
     onnx.save(model, path)

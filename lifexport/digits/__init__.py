@@ -25,8 +25,9 @@ from importlib import resources
 
 import torch
 
-import lifexport
 from lifexport.functional import LIFParameters, LIFRefracParameters
+from lifexport.modules import LI, LIFRefrac, SequentialState
+from lifexport.modules import compile as lifexport_compile
 
 __all__ = [
     "WEIGHTS",
@@ -65,13 +66,13 @@ def encode(images: torch.Tensor, cfg: DigitsConfig) -> torch.Tensor:
     return (counts[1:] > counts[:-1]).float()
 
 
-def build_model(cfg: DigitsConfig) -> lifexport.SequentialState:
+def build_model(cfg: DigitsConfig) -> SequentialState:
     torch.manual_seed(cfg.seed)
-    return lifexport.SequentialState(
+    return SequentialState(
         torch.nn.Linear(64, cfg.hidden),
-        lifexport.LIFRefrac(LIFRefracParameters(LIFParameters(method="super", alpha=cfg.alpha))),
+        LIFRefrac(LIFRefracParameters(LIFParameters(method="super", alpha=cfg.alpha))),
         torch.nn.Linear(cfg.hidden, 10),
-        lifexport.LI(),
+        LI(),
     )
 
 
@@ -100,7 +101,7 @@ def load_split(cfg: DigitsConfig):
 
 def load_trained(
     path: str | os.PathLike | None = None,
-) -> tuple[lifexport.SequentialState, DigitsConfig]:
+) -> tuple[SequentialState, DigitsConfig]:
     """The network and its config from a checkpoint written by :func:`save`, loaded with
     ``weights_only=True``; ``path=None`` loads the shipped weights (:data:`WEIGHTS`)."""
     if path is None:
@@ -114,7 +115,7 @@ def load_trained(
     return model.eval(), cfg
 
 
-def trained_model() -> lifexport.SequentialState:
+def trained_model() -> SequentialState:
     """The shipped network (for ``lifexport export lifexport.digits:trained_model ...``)."""
     return load_trained()[0]
 
@@ -137,7 +138,7 @@ def train(
     cfg: DigitsConfig,
     train_cfg: TrainConfig,
     progress: Callable[[int, int, str], None] = lambda done, total, text: None,
-) -> tuple[lifexport.SequentialState, dict]:
+) -> tuple[SequentialState, dict]:
     """Surrogate-gradient training (SuperSpike) with Adam on the training split.
 
     Returns the model (eval mode) and a summary: final training loss, seconds, and the test
@@ -145,7 +146,7 @@ def train(
     """
     x_train, y_train, x_test, y_test = load_split(cfg)
     model = build_model(cfg)
-    run = lifexport.compile(model) if train_cfg.compile else model
+    run = lifexport_compile(model) if train_cfg.compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = len(x_train) // train_cfg.batch

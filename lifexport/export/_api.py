@@ -1,23 +1,14 @@
 """``to_onnx``: a lifexport model to an ONNX file, as a streaming step or a whole sequence.
 
-Graph interface (names are stable; ``<k>`` is the layer's index in its stack, 0 for a single
-layer, and ``<field>`` a state field: ``z``, ``v``, ``i``, ``rho``):
-
-=============  ======================================  ======================================
-graph          inputs                                  outputs
-=============  ======================================  ======================================
-``step``       ``x`` (B, ...), ``state.<k>.<field>``   ``y``, ``next_state.<k>.<field>``
-``sequence``   ``x`` (T, B, ...) [, ``state.*``]       ``y`` (T, B, ...) [, ``next_state.*``]
-=============  ======================================  ======================================
-
-Training mode adds the trainable parameters as leading inputs (by their ``named_parameters``
-name), an optional ``target`` after ``x``, ``loss`` as the first output and
-``grad.<parameter>`` as the last ones. B (and T) are dynamic.
+The graph's interface is a :class:`~lifexport.graph.GraphContract` (names and order of
+inputs, outputs and states; see :mod:`lifexport.graph`), built here and stored in the file.
+``to_onnx`` runs named stages, each with its own errors: check the request, probe the model
+with one eager step, build the contract, wrap the model as a graph program, trace the training
+step (training mode), write the file.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,114 +23,73 @@ from lifexport.errors import ExportError
 from lifexport.export._domain import check_mode
 from lifexport.export._program import export_program, kept_modes
 from lifexport.export._training import trace_training_step
-from lifexport.modules import constant_surrogates
-from lifexport.modules._neuron import NeuronModule
-from lifexport.modules._time import flatten_state
-from lifexport.modules.sequential import STATELESS_LAYERS, SequentialState, TimeLoop
+from lifexport.graph import GRAPHS, METADATA, GraphContract, GraphFile, StateLayout
+from lifexport.modules import as_sequence, constant_surrogates, neuron_layers, step_module
 
 __all__ = ["ExportedModel", "to_onnx", "state_names"]
 
-GRAPHS = ("step", "sequence")
 Graph = Literal["step", "sequence"]
 
-
-@dataclass(frozen=True)
-class ExportedModel:
-    """What :func:`to_onnx` wrote, and the names to feed and read.
-
-    Attributes:
-        path: the ``.onnx`` file.
-        graph: ``"step"`` or ``"sequence"``.
-        mode: ``"inference"`` or ``"training"``.
-        input_names: graph inputs in order.
-        output_names: graph outputs in order.
-        state_names: the state inputs (``state.<k>.<field>``), in order; the matching outputs
-            are ``next_`` + name.
-    """
-
-    path: Path
-    graph: str
-    mode: str
-    input_names: tuple[str, ...]
-    output_names: tuple[str, ...]
-    state_names: tuple[str, ...]
+#: What :func:`to_onnx` returns: the file and its contract (the class ``read_graph`` returns).
+ExportedModel = GraphFile
 
 
-def _neuron_layers(model: torch.nn.Module) -> list[tuple[int, NeuronModule]]:
-    """The neuron layers of a model with their index in its stack (0 for a single layer)."""
-    if isinstance(model, TimeLoop):
-        return _neuron_layers(model.module)
-    if isinstance(model, NeuronModule):
-        return [(0, model)]
-    if isinstance(model, SequentialState):
-        for index, layer in enumerate(model):
-            if not isinstance(layer, (NeuronModule, *STATELESS_LAYERS)):
-                raise ExportError(
-                    f"layer {index} ({type(layer).__name__}) of the SequentialState cannot be "
-                    f"exported; supported: lifexport layers and "
-                    f"{', '.join(t.__name__ for t in STATELESS_LAYERS)}"
-                )
-        return [(i, m) for i, m in enumerate(model) if isinstance(m, NeuronModule)]
-    raise ExportError(
-        f"to_onnx exports lifexport layers, SequentialState and TimeLoop; got "
-        f"{type(model).__name__}"
-    )
-
-
-def _field_names(state: Any) -> list[str]:
-    """The leaf field names of a (nested) state NamedTuple, in flattening order."""
-    names = []
-    for field, value in zip(state._fields, state):
-        names += _field_names(value) if hasattr(value, "_fields") else [field]
-    return names
-
-
-def _step_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The module whose ``step`` and ``initial_state`` define one time step of ``model``."""
-    return model.module if isinstance(model, TimeLoop) else model
+def _exportable_layers(model: torch.nn.Module) -> list[tuple[int, Any]]:
+    """The neuron layers of ``model``, or an ``ExportError`` naming what cannot be exported."""
+    try:
+        return neuron_layers(model)
+    except (TypeError, ValueError) as error:
+        raise ExportError(f"to_onnx exports lifexport models: {error}") from error
 
 
 def state_names(model: torch.nn.Module, x_step: Tensor) -> list[str]:
-    """The names ``state.<k>.<field>`` of a model's state tensors, in flattening order."""
-    layers = _neuron_layers(model)  # first: raises ExportError for an unsupported model
-    step_model = _step_model(model)
-    state = step_model.initial_state(x_step)
-    per_layer = [state] if isinstance(step_model, NeuronModule) else [state[k] for k, _ in layers]
-    return [
-        f"state.{k}.{field}"
-        for (k, _), layer_state in zip(layers, per_layer)
-        for field in _field_names(layer_state)
-    ]
+    """The names ``state.<k>.<field>`` of a model's state tensors, in the graph's order."""
+    _exportable_layers(model)
+    return list(StateLayout(step_module(model).initial_state(x_step)).names)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """One eager step of the model on the example: the step input and the rest state."""
+
+    x_step: Tensor
+    state: Any
+    layout: StateLayout
+
+
+@dataclass(frozen=True)
+class _Program:
+    """What ``export_program`` traces: a module, its example arguments and dynamic shapes."""
+
+    module: torch.nn.Module
+    args: tuple[Tensor, ...]
+    dims: tuple[Any, ...]
 
 
 class _StepGraph(torch.nn.Module):
     """``forward(x, *state) -> (y, *next_state)``: one step with the state as flat tensors."""
 
-    def __init__(self, model: torch.nn.Module, example_state: Any) -> None:
+    def __init__(self, model: torch.nn.Module, layout: StateLayout) -> None:
         super().__init__()
-        self.model = _step_model(model)
-        self._unflatten = flatten_state(example_state)[1]
+        self.model, self.layout = step_module(model), layout
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         x, *state = inputs  # one varargs signature: torch.export takes its shapes as a tuple
-        y, new_state = self.model.step(x, self._unflatten(state))
-        return (y, *flatten_state(new_state)[0])
+        y, new_state = self.model.step(x, self.layout.unflatten(state))
+        return (y, *self.layout.flatten(new_state))
 
 
 class _SequenceGraph(torch.nn.Module):
     """``forward(xs, *state) -> (ys, *final_state)`` (or ``ys`` alone, from rest)."""
 
-    def __init__(self, model: torch.nn.Module, example_state: Any, with_state: bool) -> None:
+    def __init__(self, model: torch.nn.Module, layout: StateLayout, with_state: bool) -> None:
         super().__init__()
-        self.model = model if getattr(model, "is_sequence", False) else TimeLoop(model)
-        self._unflatten = flatten_state(example_state)[1]
-        self.with_state = with_state
+        self.model, self.layout, self.with_state = as_sequence(model), layout, with_state
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
         xs, *state = inputs
-        initial = self._unflatten(state) if self.with_state else None
-        ys, final = self.model(xs, initial)
-        return (ys, *flatten_state(final)[0]) if self.with_state else (ys,)
+        ys, final = self.model(xs, self.layout.unflatten(state) if self.with_state else None)
+        return (ys, *self.layout.flatten(final)) if self.with_state else (ys,)
 
 
 class _WithTarget(torch.nn.Module):
@@ -154,34 +104,19 @@ class _WithTarget(torch.nn.Module):
         return self.inner(x, *state)
 
 
-def _user_names(model: torch.nn.Module, wrapper: torch.nn.Module) -> dict[str, str]:
-    """``wrapper``'s parameter names -> ``model``'s (``model.0.weight`` -> ``0.weight``).
-
-    Matched by identity, not by stripping prefixes: the wrappers hold ``model`` itself, its
-    step module (a ``TimeLoop``'s ``module``) or a ``TimeLoop`` around it, so the attribute
-    paths differ by wrapper, while the user feeds parameters by ``model.named_parameters()``.
-    """
-    names = {id(p): n for n, p in model.named_parameters()}
-    return {n: names[id(p)] for n, p in wrapper.named_parameters() if id(p) in names}
-
-
-def _layer_metadata(model: torch.nn.Module) -> list[dict[str, Any]]:
-    layers = []
-    for index, layer in _neuron_layers(model):
-        parameters = {
-            name: t.tolist() for name, t in layer.parameter_values().items()
-        }  # scalars as numbers, per-neuron tensors as lists
-        layers.append(
-            dict(
-                index=index,
-                type=type(layer).__name__,
-                dt=layer.dt,
-                method=layer.method,
-                alpha=None if layer.alpha is None else float(layer.alpha),
-                parameters=parameters,
-            )
+def _layer_metadata(model: torch.nn.Module) -> tuple[dict[str, Any], ...]:
+    """Per neuron layer: index, type, dt, method, alpha and parameter values (as lists)."""
+    return tuple(
+        dict(
+            index=index,
+            type=type(layer).__name__,
+            dt=layer.dt,
+            method=layer.method,
+            alpha=None if layer.alpha is None else float(layer.alpha),
+            parameters={name: t.tolist() for name, t in layer.parameter_values().items()},
         )
-    return layers
+        for index, layer in neuron_layers(model)
+    )
 
 
 def _check_path(path: str | os.PathLike) -> Path:
@@ -195,6 +130,164 @@ def _check_path(path: str | os.PathLike) -> Path:
     return path
 
 
+def _axes(graph: str) -> str:
+    return "one step (B, ...)" if graph == "step" else "a sequence (T, B, ...)"
+
+
+def _check_request(
+    model: torch.nn.Module,
+    example_input: Tensor,
+    graph: str,
+    mode: str,
+    loss: Callable | None,
+    target: Tensor | None,
+    metadata: Mapping[str, str] | None,
+) -> None:
+    """Stage 1: the arguments, before any tracing."""
+    clash = sorted(set(metadata or {}) & {m.key for m in METADATA if m.required})
+    if clash:
+        raise ValueError(f"metadata: {clash} are lifexport's own keys, written by to_onnx")
+    if graph not in GRAPHS:
+        raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
+    check_mode(mode)
+    if (loss is None) != (target is None):
+        raise ValueError("loss and target go together: give both, or neither (sum of spikes)")
+    _exportable_layers(model)
+    if mode == "training" and not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(
+            f"{type(model).__name__} has no parameter with requires_grad=True, so a training "
+            "graph would have no gradient; make the weights (or v_th) nn.Parameters"
+        )
+    if target is not None and not isinstance(target, Tensor):
+        raise ValueError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    if not isinstance(example_input, Tensor) or not example_input.dtype.is_floating_point:
+        raise ValueError(f"example_input must be a floating-point tensor, got {example_input!r}")
+    if example_input.dim() < (1 if graph == "step" else 2):
+        raise ValueError(
+            f"a {graph} graph takes {_axes(graph)}; got example_input of shape "
+            f"{tuple(example_input.shape)}"
+        )
+
+
+def _probe(model: torch.nn.Module, example_input: Tensor, graph: str) -> _Probe:
+    """Stage 2: one eager step on the example, which runs the layers' own input checks."""
+    x_step = example_input if graph == "step" else example_input[0]
+    step_model = step_module(model)
+    try:
+        state = step_model.initial_state(x_step)
+        with torch.no_grad():
+            step_model.step(x_step, state)
+    except (RuntimeError, ValueError) as error:  # e.g. a Linear of other in_features
+        raise ValueError(
+            f"example_input of shape {tuple(example_input.shape)} does not fit the model "
+            f"({error}); a {graph} graph takes {_axes(graph)}"
+        ) from error
+    return _Probe(x_step, state, StateLayout(state))
+
+
+def _contract(
+    model: torch.nn.Module,
+    example_input: Tensor,
+    probe: _Probe,
+    graph: str,
+    mode: str,
+    with_state: bool,
+    target: Tensor | None,
+) -> GraphContract:
+    """Stage 3: the graph's interface; training graphs take the trainable parameters by the
+    model's own ``named_parameters`` names."""
+    training = mode == "training"
+    return GraphContract(
+        kind=graph,
+        mode=mode,
+        states=probe.layout.slots if with_state or graph == "step" else (),
+        example_shape=tuple(example_input.shape),
+        dtype=str(example_input.dtype).removeprefix("torch."),
+        parameters=tuple(n for n, p in model.named_parameters() if p.requires_grad)
+        if training
+        else (),
+        target_rank=None if target is None else target.dim(),
+        layers=_layer_metadata(model),
+        version=__version__,
+    )
+
+
+def _program(
+    model: torch.nn.Module,
+    example_input: Tensor,
+    target: Tensor | None,
+    probe: _Probe,
+    contract: GraphContract,
+) -> _Program:
+    """Stage 4: the model wrapped as ``forward(x[, target], *state)`` with dynamic B (and T)."""
+    batch = torch.export.Dim("B")
+    if contract.kind == "step":
+        module = _StepGraph(model, probe.layout)
+        x_dims = {0: batch}
+    else:
+        module = _SequenceGraph(model, probe.layout, with_state=bool(contract.states))
+        x_dims = {0: torch.export.Dim("T"), 1: batch}
+    states = probe.layout.flatten(probe.state) if contract.states else []
+    args, dims = [example_input, *states], [x_dims, *({0: batch} for _ in states)]
+    if target is not None:
+        module = _WithTarget(module)
+        args.insert(1, target)
+        dims.insert(1, {0: batch})  # the target is batch-first
+    return _Program(module, tuple(args), tuple(dims))
+
+
+def _training_program(
+    model: torch.nn.Module,
+    program: _Program,
+    contract: GraphContract,
+    loss: Callable[[Tensor, Tensor], Tensor] | None,
+) -> _Program:
+    """Stage 5 (training): forward, loss and parameter gradients traced into one program whose
+    inputs and outputs are the contract's."""
+
+    def objective(outputs, x, *rest):
+        return outputs[0].sum() if loss is None else loss(outputs[0], rest[0])
+
+    trainable = [p for p in program.module.parameters() if p.requires_grad]
+    if [id(p) for p in trainable] != [id(p) for p in model.parameters() if p.requires_grad]:
+        raise ExportError("the graph's trainable parameters are not the model's, in order")
+    try:
+        with kept_modes(model), constant_surrogates(model):
+            traced = trace_training_step(
+                program.module, program.args, loss=objective, dynamic_shapes=program.dims
+            )
+    except Exception as error:
+        raise ExportError(f"tracing the training graph failed: {error}") from error
+    if len(traced.args) != len(contract.input_names):
+        raise ExportError(
+            f"the training trace takes {len(traced.args)} inputs, the contract names "
+            f"{len(contract.input_names)}: {contract.input_names}"
+        )
+    return _Program(traced.module, tuple(traced.args), tuple(traced.dynamic_shapes))
+
+
+def _write(
+    model: torch.nn.Module,
+    program: _Program,
+    contract: GraphContract,
+    path: Path,
+    metadata: Mapping[str, str] | None,
+) -> None:
+    """Stage 6: export the program under the contract's names and write it, atomically."""
+    recorded = contract.to_metadata()
+    with kept_modes(model), constant_surrogates(model):
+        export_program(
+            program.module,
+            program.args,
+            path,
+            mode=contract.mode,
+            dynamic_shapes=program.dims,
+            input_names=contract.input_names,
+            output_names=contract.output_names,
+            metadata={**recorded, **(metadata or {})},
+        )
+
+
 def to_onnx(
     model: torch.nn.Module,
     example_input: Tensor,
@@ -206,7 +299,7 @@ def to_onnx(
     loss: Callable[[Tensor, Tensor], Tensor] | None = None,
     target: Tensor | None = None,
     metadata: Mapping[str, str] | None = None,
-) -> ExportedModel:
+) -> GraphFile:
     """Export a lifexport model to ONNX, checked and written atomically.
 
     Args:
@@ -229,7 +322,7 @@ def to_onnx(
         metadata: more ``metadata_props`` to store, beside lifexport's own.
 
     Returns:
-        The file's path and its input, output and state names.
+        The file's path and its contract: input, output and state names, in order.
 
     Raises:
         ExportError: an unsupported model or layer (named), or an export that failed.
@@ -247,114 +340,16 @@ def to_onnx(
         >>> out.output_names[:2]
         ('y', 'next_state.1.v')
     """
-    if graph not in GRAPHS:
-        raise ValueError(f"graph must be one of {GRAPHS}, got {graph!r}")
-    check_mode(mode)
-    if (loss is None) != (target is None):
-        raise ValueError("loss and target go together: give both, or neither (sum of spikes)")
+    _check_request(model, example_input, graph, mode, loss, target, metadata)
     path = _check_path(path)
-    _neuron_layers(model)  # raises ExportError naming an unsupported model or layer
-    if mode == "training" and not any(p.requires_grad for p in model.parameters()):
-        raise ValueError(
-            f"{type(model).__name__} has no parameter with requires_grad=True, so a training "
-            "graph would have no gradient; make the weights (or v_th) nn.Parameters"
-        )
-    if not isinstance(example_input, Tensor) or not example_input.dtype.is_floating_point:
-        raise ValueError(f"example_input must be a floating-point tensor, got {example_input!r}")
-    axes = "one step (B, ...)" if graph == "step" else "a sequence (T, B, ...)"
-    if example_input.dim() < (1 if graph == "step" else 2):
-        raise ValueError(
-            f"a {graph} graph takes {axes}; got example_input of shape {tuple(example_input.shape)}"
-        )
     # Strides are traced as they are: a view such as xs[:, :2] of a (T, 360, F) tensor keeps a
     # stride of 360 * F, which fails the training trace ("Constraints violated (B)", torch 2.13).
     example_input = example_input.contiguous()
-    if isinstance(target, Tensor):
-        target = target.contiguous()
-    x_step = example_input if graph == "step" else example_input[0]
-    step_model = _step_model(model)
-    try:
-        example_state = step_model.initial_state(x_step)
-        with torch.no_grad():  # one eager step: the layers' own checks of their input
-            step_model.step(x_step, example_state)
-    except (RuntimeError, ValueError) as error:  # e.g. a Linear of other in_features
-        raise ValueError(
-            f"example_input of shape {tuple(example_input.shape)} does not fit the model "
-            f"({error}); a {graph} graph takes {axes}"
-        ) from error
-    names = state_names(model, x_step)
-    states, _ = flatten_state(example_state)
-
-    batch = torch.export.Dim("B")
-    if graph == "step":
-        module = _StepGraph(model, example_state)
-        x_dims = {0: batch}
-        with_state = True
-    else:
-        module = _SequenceGraph(model, example_state, with_state)
-        x_dims = {0: torch.export.Dim("T"), 1: batch}
-    state_inputs = names if with_state else []
-    args = [example_input, *(states if with_state else [])]
-    dims = [x_dims, *({0: batch} for _ in state_inputs)]
-    input_names = ["x", *state_inputs]
-    output_names = ["y", *(f"next_{n}" for n in state_inputs)]
-
-    metadata = {
-        "lifexport.version": __version__,
-        "lifexport.graph": graph,
-        "lifexport.mode": mode,
-        "lifexport.state_names": json.dumps(state_inputs),
-        "lifexport.layers": json.dumps(_layer_metadata(model)),
-        "lifexport.example_shape": json.dumps(list(example_input.shape)),
-        **(metadata or {}),
-    }
-    if mode == "training":
-        if target is not None:
-            module = _WithTarget(module)
-            args.insert(1, target)
-            dims.insert(1, {0: batch})  # the target is batch-first
-            input_names.insert(1, "target")
-
-            def loss_fn(outputs, x, target_, *state):
-                return loss(outputs[0], target_)
-        else:
-
-            def loss_fn(outputs, *inputs):
-                return outputs[0].sum()
-
-        try:
-            with kept_modes(model), constant_surrogates(model):
-                traced = trace_training_step(
-                    module,
-                    tuple(args),
-                    loss=loss_fn,
-                    dynamic_shapes=tuple(dims),
-                    input_names=input_names,
-                    output_names=output_names,
-                )
-        except Exception as error:
-            raise ExportError(f"tracing the training graph failed: {error}") from error
-        # parameters by the user's names, not the wrappers' attribute paths
-        user = _user_names(model, module)
-        module, args, dims = traced.module, list(traced.args), list(traced.dynamic_shapes)
-        input_names = [user.get(n, n) for n in traced.input_names]
-        output_names = [
-            f"grad.{user[n[5:]]}" if n.startswith("grad.") and n[5:] in user else n
-            for n in traced.output_names
-        ]
-    metadata["lifexport.inputs"] = json.dumps(input_names)
-    metadata["lifexport.outputs"] = json.dumps(output_names)
-    with kept_modes(model), constant_surrogates(model):
-        export_program(
-            module,
-            tuple(args),
-            path,
-            mode=mode,
-            dynamic_shapes=tuple(dims),
-            input_names=input_names,
-            output_names=output_names,
-            metadata=metadata,
-        )
-    return ExportedModel(
-        path, graph, mode, tuple(input_names), tuple(output_names), tuple(state_inputs)
-    )
+    target = None if target is None else target.contiguous()
+    probe = _probe(model, example_input, graph)
+    contract = _contract(model, example_input, probe, graph, mode, with_state, target)
+    program = _program(model, example_input, target, probe, contract)
+    if contract.training:
+        program = _training_program(model, program, contract, loss)
+    _write(model, program, contract, path, metadata)
+    return GraphFile(path, contract)

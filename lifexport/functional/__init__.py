@@ -1,8 +1,19 @@
 """Pure torch neuron steps: LIF, LIF-refrac and surrogate spike thresholds.
 
 The names, NamedTuple fields and defaults are those of ``norse.torch.functional``.
+
+The argument checks the steps run (``check_dt``, ``check_parameters``, ``check_state``,
+``check_value`` and the ``VALUE_RULES`` they apply) are public too: the modules run them once
+per call instead of once per step.
 """
 
+from lifexport.functional._checks import (
+    VALUE_RULES,
+    check_dt,
+    check_parameters,
+    check_state,
+    check_value,
+)
 from lifexport.functional.leaky_integrator import (
     LIParameters,
     LIState,
@@ -27,6 +38,11 @@ from lifexport.functional.lif_refrac import (
 from lifexport.functional.threshold import METHODS, SURROGATES, heaviside, sign, threshold
 
 __all__ = [
+    "VALUE_RULES",
+    "check_dt",
+    "check_parameters",
+    "check_state",
+    "check_value",
     "METHODS",
     "SURROGATES",
     "LIParameters",

@@ -88,7 +88,10 @@ def use_kernel(backend: str, x: Tensor) -> bool:
         RuntimeError: ``backend="triton"`` where the kernels cannot run: Triton not installed,
             a CPU tensor without Triton's interpreter, or an unsupported dtype.
     """
-    if torch.compiler.is_exporting() or backend == "scan":
+    # torch 2.11 also reports is_exporting() under torch.compile; dynamo compiles the layer's
+    # forward only there (exports trace it without dynamo), so that case keeps the kernel.
+    exporting = torch.compiler.is_exporting() and not torch.compiler.is_dynamo_compiling()
+    if exporting or backend == "scan":
         return False
     if backend == "auto":
         return x.is_cuda and x.dtype in DTYPES and triton_available()

@@ -16,7 +16,13 @@ from lifexport.modules.lif_refrac import (
     LIFRefracRecurrent,
     LIFRefracRecurrentCell,
 )
-from lifexport.modules.sequential import SequentialState, TimeLoop
+from lifexport.modules.sequential import (
+    SequentialState,
+    TimeLoop,
+    as_sequence,
+    neuron_layers,
+    step_module,
+)
 
 __all__ = [
     "LI",
@@ -32,9 +38,12 @@ __all__ = [
     "NeuronModule",
     "SequentialState",
     "TimeLoop",
+    "as_sequence",
     "compile",
     "constant_surrogates",
     "flatten_state",
     "from_norse",
+    "neuron_layers",
+    "step_module",
     "unrolled_time_loop",
 ]

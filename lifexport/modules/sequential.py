@@ -10,7 +10,7 @@ from torch import Tensor
 from lifexport.modules._neuron import NeuronModule, check_rank, check_time_steps, rest
 from lifexport.modules._time import time_loop
 
-__all__ = ["SequentialState", "TimeLoop"]
+__all__ = ["SequentialState", "TimeLoop", "as_sequence", "check_layers", "neuron_layers", "step_module"]
 
 #: Stateless torch layers a stack may hold: they act on each time step alike.
 STATELESS_LAYERS = (
@@ -48,13 +48,7 @@ class SequentialState(torch.nn.Sequential):
     def __init__(self, *layers: torch.nn.Module) -> None:
         super().__init__(*layers)
         neurons = [m for m in layers if isinstance(m, NeuronModule)]
-        for index, layer in enumerate(layers):
-            if not isinstance(layer, (NeuronModule, *STATELESS_LAYERS)):
-                raise ValueError(
-                    f"layer {index} ({type(layer).__name__}) is not supported in a "
-                    f"SequentialState; use lifexport layers and "
-                    f"{', '.join(t.__name__ for t in STATELESS_LAYERS)}"
-                )
+        check_layers(layers)
         kinds = {m.is_sequence for m in neurons}
         if len(kinds) > 1:
             raise ValueError(
@@ -155,3 +149,45 @@ class TimeLoop(torch.nn.Module):
                 layer.check_parameter_values()
         state = self.module.initial_state(xs[0]) if state is None else state
         return time_loop(self.module.step, xs, state)
+
+
+def check_layers(layers) -> None:
+    """Raise ``ValueError`` naming the first layer a :class:`SequentialState` cannot hold."""
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, (NeuronModule, *STATELESS_LAYERS)):
+            raise ValueError(
+                f"layer {index} ({type(layer).__name__}) is not supported in a "
+                f"SequentialState: it cannot be run or exported; use lifexport layers and "
+                f"{', '.join(t.__name__ for t in STATELESS_LAYERS)}"
+            )
+
+
+def step_module(model: torch.nn.Module) -> torch.nn.Module:
+    """The module whose ``step`` and ``initial_state`` make one time step of ``model``: a
+    ``TimeLoop``'s cell or stack, else the model itself."""
+    return model.module if isinstance(model, TimeLoop) else model
+
+
+def as_sequence(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` if it takes whole sequences, else a :class:`TimeLoop` around it."""
+    return model if getattr(model, "is_sequence", False) else TimeLoop(model)
+
+
+def neuron_layers(model: torch.nn.Module) -> list[tuple[int, NeuronModule]]:
+    """The neuron layers of a lifexport model, each with its index in its stack (0 for a
+    single layer): the ``<k>`` of its states' names in an exported graph.
+
+    Raises:
+        TypeError: ``model`` is not a lifexport layer, ``SequentialState`` or ``TimeLoop``.
+        ValueError: a ``SequentialState`` that holds a layer it does not support (appended
+            after construction).
+    """
+    model = step_module(model)
+    if isinstance(model, NeuronModule):
+        return [(0, model)]
+    if isinstance(model, SequentialState):
+        check_layers(model)
+        return [(k, m) for k, m in enumerate(model) if isinstance(m, NeuronModule)]
+    raise TypeError(
+        f"model must be a lifexport layer, SequentialState or TimeLoop; got {type(model).__name__}"
+    )

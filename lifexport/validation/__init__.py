@@ -13,7 +13,7 @@ from there. To tell such a numerical flip from a bug, the torch run records the 
 spike op (``v - v_th``) per layer and step; a flip where that margin is within
 ``numerical_margin`` is reported but does not fail. See ``_reference.py`` for how.
 
-Modules, one concern each: ``_graph`` (the file, its metadata, the drive), ``_reference``
+Modules, one concern each: ``_drive`` (the drive a file expects), ``_reference``
 (the eager torch run and its margins), ``_runtime`` (onnxruntime sessions and time loops),
 ``_compare`` (differences, first mismatch), ``_report`` (the result dataclasses),
 ``_validate`` (the entry point).
@@ -24,13 +24,14 @@ session as validation opens it).
 """
 
 from lifexport.validation._compare import default_tolerances
-from lifexport.validation._graph import read_graph
+from lifexport.graph import GraphFile, read_graph
 from lifexport.validation._report import Mismatch, ProviderReport, ValidationReport, assert_valid
-from lifexport.validation._runtime import make_session
-from lifexport.validation._validate import PROVIDERS, validate
+from lifexport.validation._runtime import PROVIDERS, make_session
+from lifexport.validation._validate import validate
 
 __all__ = [
     "PROVIDERS",
+    "GraphFile",
     "Mismatch",
     "ProviderReport",
     "ValidationReport",

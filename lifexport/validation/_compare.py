@@ -19,8 +19,8 @@ import torch
 
 from lifexport.validation._report import Mismatch
 
-#: Order of values compared only at the end: states, then gradients, then the loss.
-_FINAL_ORDER = ("next_state.", "y", "grad.", "loss")
+#: Order of values compared only at the end, by kind: states, y, gradients, the loss.
+_FINAL_ORDER = ("state", "y", "gradient", "loss")
 
 
 #: ``(rtol, atol, numerical_margin)`` of a float32 graph: about 840, 84 and 84 ulps of 1.
@@ -102,6 +102,7 @@ def first_mismatch(
     spike_names: Collection[str],
     owners: Mapping[str, int | None],
     membrane: Mapping[int, np.ndarray],
+    kinds: Mapping[str, str],
     rtol: float,
     atol: float,
     numerical_margin: float,
@@ -114,6 +115,7 @@ def first_mismatch(
         spike_names: names compared exactly.
         owners: name -> the stack index of the neuron layer that produces it.
         membrane: layer index -> torch's ``v - v_th`` at every step, ``(T, B, ...)``.
+        kinds: name -> what it holds (``GraphContract.output_kind``), for the final order.
         rtol, atol: tolerance of the other values.
         numerical_margin: the largest margin at which a mismatch counts as numerical.
     """
@@ -139,7 +141,7 @@ def first_mismatch(
                 key = (0, step, rank, 0 if spike else 1, order)
             else:
                 step = None
-                final = next((i for i, p in enumerate(_FINAL_ORDER) if name.startswith(p)), 9)
+                final = _FINAL_ORDER.index(kinds[name])
                 key = (1, 0, final, rank, order)
             margin = None if layer is None else margin_at(membrane.get(layer), step, index)
             found = Mismatch(

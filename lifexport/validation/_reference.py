@@ -27,13 +27,17 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_leaves, tree_map
 
-from lifexport.functional.threshold import SURROGATES
-from lifexport.modules._neuron import NeuronModule
-from lifexport.modules._time import flatten_state
-from lifexport.modules.sequential import SequentialState, TimeLoop
-from lifexport.validation._graph import GraphFile
+from lifexport.functional import SURROGATES
+from lifexport.graph import LOSS, Y, GraphContract, GraphFile, StateLayout
+from lifexport.modules import (
+    NeuronModule,
+    SequentialState,
+    as_sequence,
+    neuron_layers,
+    step_module,
+)
 
 _SPIKE_OPS = frozenset(op for s in SURROGATES.values() for op in (s.spike, s.spike_attr))
 
@@ -42,21 +46,9 @@ def to_numpy(t: Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
-def neuron_layers(model: torch.nn.Module) -> list[tuple[int, NeuronModule]]:
-    """The neuron layers with their stack index ``k`` (the ``<k>`` of ``state.<k>.<field>``)."""
-    if isinstance(model, TimeLoop):
-        return neuron_layers(model.module)
-    if isinstance(model, NeuronModule):
-        return [(0, model)]
-    if isinstance(model, SequentialState):
-        return [(k, m) for k, m in enumerate(model) if isinstance(m, NeuronModule)]
-    return []
-
-
 def output_layer(model: torch.nn.Module) -> NeuronModule | None:
     """The neuron layer whose output is the model's ``y``, if the model ends in one."""
-    if isinstance(model, TimeLoop):
-        return output_layer(model.module)
+    model = step_module(model)
     if isinstance(model, SequentialState) and len(model):
         model = model[len(model) - 1]
     return model if isinstance(model, NeuronModule) else None
@@ -130,7 +122,7 @@ def _watch(
             # only thresholds of the layer's neurons: checks of the layer's parameters
             # (``tau > 0`` on a 0-dim or per-neuron tensor) call ``gt`` too
             logs[k].calls.append([c for c in calls if c.shape == tuple(y.shape)])
-            logs[k].states.append([to_numpy(t).copy() for t in flatten_state(new_state)[0]])
+            logs[k].states.append([to_numpy(t).copy() for t in tree_leaves(new_state)])
             return y, new_state
 
         vars(layer)["step"] = step
@@ -157,6 +149,65 @@ def _detach(state: Any) -> Any:
     return tree_map(lambda t: t.detach() if isinstance(t, Tensor) else t, state)
 
 
+class _Objective:
+    """The training loss of one run and its gradients w.r.t. the graph's parameters."""
+
+    def __init__(
+        self,
+        contract: GraphContract,
+        parameters: dict[str, torch.nn.Parameter],
+        loss: Callable[[Tensor, Tensor], Tensor] | None,
+    ) -> None:
+        self.contract, self.loss = contract, loss
+        self.params = [parameters[n] for n in contract.parameters]
+
+    def values(self, y: Tensor, target: Tensor | None) -> dict[str, Any]:
+        """``loss`` and ``grad.<p>`` outputs (none for an inference graph)."""
+        if not self.contract.training:
+            return {}
+        value = y.sum() if self.loss is None else self.loss(y, target)
+        grads = torch.autograd.grad(value, self.params, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+        return {LOSS: value, **dict(zip(self.contract.gradient_names, grads))}
+
+
+def _step_outputs(
+    step_model: torch.nn.Module,
+    contract: GraphContract,
+    xs: Tensor,
+    target: Tensor | None,
+    objective: _Objective,
+) -> dict[str, np.ndarray]:
+    """A step graph's outputs at every step, ``(T, ...)``, from rest."""
+    state = step_model.initial_state(xs[0])
+    layout = StateLayout(state)
+    per_step = target is not None and target.dim() == contract.target_rank + 1
+    rows: dict[str, list[np.ndarray]] = {}
+    for t in range(xs.shape[0]):
+        y, new_state = step_model.step(xs[t], state)
+        values = {Y: y, **dict(zip(contract.next_names, layout.flatten(new_state)))}
+        values.update(objective.values(y, target[t] if per_step else target))
+        for name, value in values.items():
+            rows.setdefault(name, []).append(to_numpy(value))
+        state = _detach(new_state)
+    return {name: np.stack(rows[name]) for name in contract.output_names}
+
+
+def _sequence_outputs(
+    model: torch.nn.Module,
+    contract: GraphContract,
+    xs: Tensor,
+    target: Tensor | None,
+    objective: _Objective,
+) -> dict[str, np.ndarray]:
+    """A sequence graph's outputs over the whole drive, from rest."""
+    state = step_module(model).initial_state(xs[0])
+    ys, final = as_sequence(model)(xs, state)
+    values = {Y: ys, **dict(zip(contract.next_names, StateLayout(state).flatten(final)))}
+    values.update(objective.values(ys, target))
+    return {name: to_numpy(values[name]) for name in contract.output_names}
+
+
 def run_torch(
     model: torch.nn.Module,
     info: GraphFile,
@@ -169,72 +220,33 @@ def run_torch(
     """Run ``model`` eagerly as the graph computes: one step at a time from rest (step graph)
     or over the whole sequence from rest (sequence graph); in training mode also the loss
     and ``torch.autograd`` gradients of ``parameters`` (graph input name -> parameter)."""
+    contract = info.contract
     layers = neuron_layers(model)
-    step_model = model.module if isinstance(model, TimeLoop) else model
-    training = info.mode == "training"
-    names = list(parameters)
-    params = list(parameters.values())
-
-    def objective(y: Tensor, target_t: Tensor | None) -> Tensor:
-        return y.sum() if loss is None else loss(y, target_t)
-
-    def gradients(value: Tensor) -> list[np.ndarray]:
-        grads = torch.autograd.grad(value, params, allow_unused=True)
-        return [to_numpy(torch.zeros_like(p) if g is None else g) for p, g in zip(params, grads)]
-
-    recorder = _SpikeRecorder()
-    rows: dict[str, list[np.ndarray]] = {}
-    outputs: dict[str, np.ndarray] = {}
-    with _watch(layers, recorder) as logs, torch.set_grad_enabled(training):
-        state = step_model.initial_state(xs[0])
-        if info.graph == "step":
-            per_step = target is not None and target.dim() == info.input_ranks["target"] + 1
-            for t in range(xs.shape[0]):
-                y, new_state = step_model.step(xs[t], state)
-                values = {"y": y}
-                for name, tensor in zip(info.state_names, flatten_state(new_state)[0]):
-                    values[f"next_{name}"] = tensor
-                if training:
-                    value = objective(y, target[t] if per_step else target)
-                    values["loss"] = value
-                    values.update(zip((f"grad.{n}" for n in names), gradients(value)))
-                for name, value in values.items():
-                    rows.setdefault(name, []).append(
-                        value if isinstance(value, np.ndarray) else to_numpy(value)
-                    )
-                state = _detach(new_state)
-            outputs = {name: np.stack(rows[name]) for name in info.output_names}
+    objective = _Objective(contract, parameters, loss)
+    with _watch(layers, _SpikeRecorder()) as logs, torch.set_grad_enabled(contract.training):
+        if contract.kind == "step":
+            outputs = _step_outputs(step_module(model), contract, xs, target, objective)
             stepped = frozenset(outputs)
         else:
-            sequence = model if getattr(model, "is_sequence", False) else TimeLoop(model)
-            ys, final = sequence(xs, state)
-            outputs["y"] = to_numpy(ys)
-            for name, tensor in zip(info.state_names, flatten_state(final)[0]):
-                outputs[f"next_{name}"] = to_numpy(tensor)
-            if training:
-                value = objective(ys, target)
-                outputs["loss"] = to_numpy(value)
-                outputs.update(zip((f"grad.{n}" for n in names), gradients(value)))
-            outputs = {name: outputs[name] for name in info.output_names}
-            stepped = frozenset({"y"})
-
+            outputs = _sequence_outputs(model, contract, xs, target, objective)
+            stepped = frozenset({Y})
     reference = Reference(outputs, stepped)
     last = output_layer(model)
     for k, layer in layers:
-        layer_states = [n for n in info.state_names if n.startswith(f"state.{k}.")]
+        slots = [slot for slot in contract.states if slot.layer == k]
         log = logs[k]
-        if log.states and all(len(s) == len(layer_states) for s in log.states):
-            for j, name in enumerate(layer_states):
-                reference.states[f"next_{name}"] = np.stack([s[j] for s in log.states])
+        if log.states and all(len(s) == len(slots) for s in log.states):
+            for j, slot in enumerate(slots):
+                reference.states[slot.next_name] = np.stack([s[j] for s in log.states])
         membrane = _membrane(log)
         if membrane is not None:
             reference.membrane[k] = membrane
-        for name in layer_states:
-            reference.owners[f"next_{name}"] = k
+        for slot in slots:
+            reference.owners[slot.next_name] = k
         if layer is last:
-            reference.owners["y"] = k
-    spikes = {n for n in outputs if n.startswith("next_state.") and n.endswith(".z")}
+            reference.owners[Y] = k
+    spikes = set(contract.spike_states)
     if last is not None and last.method is not None:
-        spikes.add("y")
+        spikes.add(Y)
     reference.spike_names = frozenset(spikes)
     return reference

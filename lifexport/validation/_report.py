@@ -8,7 +8,7 @@ from typing import Any
 
 from lifexport.errors import ValidationError
 
-__all__ = ["Mismatch", "ProviderReport", "ValidationReport", "assert_valid"]
+__all__ = ["Diagnosis", "Mismatch", "ProviderReport", "ValidationReport", "assert_valid"]
 
 
 def _number(value: float | None) -> float | str | None:
@@ -78,6 +78,48 @@ class Mismatch:
         )
 
 
+GRAPH_BUG, PRECISION_DRIFT = "graph bug", "precision drift"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What a teacher-forced run says of a disagreement: the graph run one step at a time from
+    torch's state before each step, so each step shows only its own (local) error.
+
+    Attributes:
+        verdict: ``"graph bug"`` when some step's local error exceeds what the precision
+            explains (a state or output beyond tolerance, or a spike flip away from the
+            threshold); ``"precision drift"`` otherwise: each step is right within the
+            precision, and the free run diverged by accumulated rounding.
+        step: for a graph bug, the first step with a local error beyond the precision; for
+            drift, the step where the free run first diverges.
+        local: the first local error beyond the precision (a graph bug), else ``None``.
+        local_max_abs: per output, the largest local ``|onnx - torch|`` over all steps.
+    """
+
+    verdict: str
+    step: int | None
+    local: Mismatch | None = None
+    local_max_abs: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(
+            verdict=self.verdict,
+            step=self.step,
+            local=None if self.local is None else self.local.to_dict(),
+            local_max_abs={k: _number(v) for k, v in self.local_max_abs.items()},
+        )
+
+    def format(self) -> str:
+        worst = max(self.local_max_abs.values(), default=0.0)
+        if self.verdict == GRAPH_BUG:
+            return f"graph bug: local error at step {self.step}: {self.local.format()}"
+        return (
+            f"precision drift from step {self.step} (teacher-forced, every step within the "
+            f"precision; largest local |onnx - torch| {worst:.2g})"
+        )
+
+
 @dataclass(frozen=True)
 class ProviderReport:
     """One execution provider's run against eager torch.
@@ -93,6 +135,12 @@ class ProviderReport:
         flips: how many spike elements differ in all (after a first flip, trajectories diverge).
         failed: the outputs that disagree anywhere (spikes exactly, the rest beyond tolerance).
         error: onnxruntime's error when the run itself failed, else ``None``.
+        settings: the provider options the session ran with (``use_tf32`` on CUDA).
+        flip_rate: the fraction of spike elements (all spike outputs, all steps) that differ.
+        flip_budget: validating a deployment precision: the largest ``flip_rate`` that
+            passes; ``None`` in strict mode (spikes must match, up to numerical flips).
+        diagnosis: after a disagreement, what a teacher-forced run says of it (``None`` where
+            the graph has no state inputs to force, or nothing disagreed).
     """
 
     provider: str
@@ -103,11 +151,28 @@ class ProviderReport:
     flips: int = 0
     failed: tuple[str, ...] = ()
     error: str | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+    flip_rate: float = 0.0
+    flip_budget: float | None = None
+    diagnosis: Diagnosis | None = None
 
     @property
     def passed(self) -> bool:
-        """It ran, and nothing disagrees except after a numerical first flip."""
-        return self.error is None and (self.first_mismatch is None or self.first_mismatch.numerical)
+        """It ran and: in strict mode, nothing disagrees except after a numerical first flip;
+        validating a deployment precision, the flip rate is within the budget and no step has a
+        local error beyond the precision."""
+        if self.error is not None:
+            return False
+        if self.flip_budget is not None:
+            bug = self.diagnosis is not None and self.diagnosis.verdict == GRAPH_BUG
+            return self.flip_rate <= self.flip_budget and not bug
+        return self.first_mismatch is None or self.first_mismatch.numerical
+
+    @property
+    def first_diverging_step(self) -> int | None:
+        """The step where the run first disagrees with torch (``None``: nowhere, or only in a
+        value a sequence graph returns at the end)."""
+        return None if self.first_mismatch is None else self.first_mismatch.step
 
     def to_dict(self) -> dict[str, Any]:
         return dict(
@@ -120,16 +185,29 @@ class ProviderReport:
             flips=self.flips,
             failed=list(self.failed),
             error=self.error,
+            settings=dict(self.settings),
+            flip_rate=self.flip_rate,
+            flip_budget=self.flip_budget,
+            first_diverging_step=self.first_diverging_step,
+            diagnosis=None if self.diagnosis is None else self.diagnosis.to_dict(),
         )
 
     def format(self) -> str:
         if self.error is not None:
             return f"{self.provider}: FAILED to run: {self.error}"
         verdict = "passed" if self.passed else "FAILED"
-        spikes = "spikes equal" if self.spikes_equal else f"{self.flips} spike(s) differ"
-        lines = [f"{self.provider}: {verdict}, {spikes}"]
+        spikes = (
+            "spikes equal"
+            if self.spikes_equal
+            else f"{self.flips} spike(s) differ (flip rate {self.flip_rate:.3g})"
+        )
+        budget = "" if self.flip_budget is None else f", flip budget {self.flip_budget:.3g}"
+        settings = ", ".join(f"{k}={v}" for k, v in self.settings.items()) or "defaults"
+        lines = [f"{self.provider} ({settings}{budget}): {verdict}, {spikes}"]
         if self.first_mismatch is not None:
             lines.append(f"  first mismatch: {self.first_mismatch.format()}")
+        if self.diagnosis is not None:
+            lines.append(f"  diagnosis: {self.diagnosis.format()}")
         worst = ", ".join(f"{name} {value:.2g}" for name, value in self.max_abs.items())
         lines.append(f"  max |onnx - torch|: {worst}")
         return "\n".join(lines)
@@ -159,6 +237,9 @@ class ValidationReport:
         train_modules: with ``model_mode="mixed"``, the submodules in train mode, by name.
         mode_dependent: the submodules in train mode whose output depends on the mode
             (Dropout, BatchNorm, InstanceNorm), by name.
+        precision: ``"strict"`` (the graph checked in its dtype, TF32 off) or
+            ``"deployment"`` (the providers' deployment settings, against a strict float32
+            torch reference, on a flip budget).
     """
 
     path: str
@@ -176,6 +257,7 @@ class ValidationReport:
     train_modules: tuple[str, ...] = ()
     mode_dependent: tuple[str, ...] = ()
     dtype: str = "float32"
+    precision: str = "strict"
 
     @property
     def passed(self) -> bool:
@@ -189,6 +271,7 @@ class ValidationReport:
             graph=self.graph,
             mode=self.mode,
             dtype=self.dtype,
+            precision=self.precision,
             steps=self.steps,
             batch=self.batch,
             passed=self.passed,
@@ -220,10 +303,11 @@ class ValidationReport:
         per provider."""
         spikes = ", ".join(f"{n}: {c}" for n, c in self.spikes.items()) or "no spike output"
         lines = [
-            f"{self.path}: {self.graph} graph, {self.mode}, {self.dtype}, T={self.steps}, "
+            f"{self.path}: {self.graph} graph, {self.mode}, {self.dtype}, {self.precision} "
+            f"precision, T={self.steps}, "
             f"B={self.batch}: {'PASSED' if self.passed else 'FAILED'} (torch spikes {spikes})",
             self._mode_line(),
-            f"tolerances for {self.dtype}: rtol {self.rtol:.2g}, atol {self.atol:.2g}, "
+            f"tolerances: rtol {self.rtol:.2g}, atol {self.atol:.2g}, "
             f"near-threshold margin {self.numerical_margin:.2g}",
         ]
         lines += [p.format() for p in self.providers.values()]

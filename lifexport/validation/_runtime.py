@@ -11,9 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from lifexport.validation._graph import GraphFile
+from lifexport.graph import TARGET, X, Y, GraphFile
 
 CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+#: The execution providers validation tries by default (those not installed are reported).
+PROVIDERS = (CPU, CUDA)
 
 
 def import_onnxruntime() -> Any:
@@ -50,7 +53,7 @@ def resolve_providers(providers: str | Iterable[str]) -> tuple[list[str], dict[s
     unavailable = {}
     for p in requested:
         if p not in available:
-            hint = "; install onnxruntime-gpu" if p == "CUDAExecutionProvider" else ""
+            hint = "; install onnxruntime-gpu" if p == CUDA else ""
             unavailable[p] = (
                 f"not in onnxruntime.get_available_providers() = {available} "
                 f"(onnxruntime {ort.__version__}){hint}"
@@ -58,24 +61,31 @@ def resolve_providers(providers: str | Iterable[str]) -> tuple[list[str], dict[s
     return run, unavailable
 
 
-def make_session(path: str | os.PathLike, provider: str = CPU, threads: int = 0) -> Any:
+def make_session(
+    path: str | os.PathLike,
+    provider: str = CPU,
+    threads: int = 0,
+    options: Mapping[str, str] | None = None,
+) -> Any:
     """An onnxruntime session on ``provider`` (CPU as fallback for nodes it lacks) with
     thread spinning off, which on small machines only burns the cores other work needs.
-    ``threads``: intra- and inter-op threads; 0 keeps onnxruntime's default."""
+    ``threads``: intra- and inter-op threads; 0 keeps onnxruntime's default. ``options``: the
+    provider's options (e.g. ``{"use_tf32": "0"}`` for the CUDA EP)."""
     ort = import_onnxruntime()
-    options = ort.SessionOptions()
+    session_options = ort.SessionOptions()
     if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    providers = [provider] if provider == CPU else [provider, CPU]
-    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        session_options.intra_op_num_threads = threads
+        session_options.inter_op_num_threads = threads
+    session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session_options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    chosen = (provider, dict(options or {}))
+    providers = [chosen] if provider == CPU else [chosen, CPU]
+    return ort.InferenceSession(str(path), sess_options=session_options, providers=providers)
 
 
-def open_session(info: GraphFile, provider: str) -> Any:
+def open_session(info: GraphFile, provider: str, options: Mapping[str, str]) -> Any:
     """A validation session: one thread, so validation stays cheap on small machines."""
-    return make_session(info.path, provider, threads=1)
+    return make_session(info.path, provider, threads=1, options=options)
 
 
 def _run(session: Any, info: GraphFile, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -90,7 +100,7 @@ def run_sequence(
     initial: Mapping[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """One run of a sequence graph over all of ``xs`` from ``initial`` (its state inputs)."""
-    return _run(session, info, {**constants, "x": xs, **initial})
+    return _run(session, info, {**constants, X: xs, **initial})
 
 
 def run_steps(
@@ -108,14 +118,37 @@ def run_steps(
     is. Returns each output stacked over steps, ``(T, ...)``.
     """
     chunks = info.graph == "sequence"
+    contract = info.contract
     state = dict(initial)
     rows: dict[str, list[np.ndarray]] = {name: [] for name in info.output_names}
     for t in range(xs.shape[0]):
-        feeds = {**constants, "x": xs[t : t + 1] if chunks else xs[t], **state}
+        feeds = {**constants, X: xs[t : t + 1] if chunks else xs[t], **state}
         if target_steps is not None:
-            feeds["target"] = target_steps if chunks else target_steps[t]
+            feeds[TARGET] = target_steps if chunks else target_steps[t]
         out = _run(session, info, feeds)
         for name, value in out.items():
-            rows[name].append(value[0] if chunks and name == "y" else value)
-        state = {name: out[f"next_{name}"] for name in state}
+            rows[name].append(value[0] if chunks and name == Y else value)
+        state = {slot.name: out[slot.next_name] for slot in contract.states}
+    return {name: np.stack(values) for name, values in rows.items()}
+
+
+def run_teacher_forced(
+    session: Any,
+    info: GraphFile,
+    xs: np.ndarray,
+    constants: Mapping[str, np.ndarray],
+    states: Mapping[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Run every step from the reference's state before it (teacher forcing), not from the
+    graph's own: ``states[name][t]`` is state input ``name`` before step ``t``. Each step's
+    outputs then hold only that step's local error. Returns outputs stacked over steps."""
+    chunks = info.graph == "sequence"
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in info.output_names}
+    dtype = xs.dtype
+    for t in range(xs.shape[0]):
+        feeds = {name: value[t].astype(dtype, copy=False) for name, value in states.items()}
+        feeds.update(constants)
+        feeds[X] = xs[t : t + 1] if chunks else xs[t]
+        for name, value in _run(session, info, feeds).items():
+            rows[name].append(value[0] if chunks and name == Y else value)
     return {name: np.stack(values) for name, values in rows.items()}

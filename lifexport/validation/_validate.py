@@ -1,38 +1,82 @@
-"""``validate``: run an exported graph in onnxruntime and the same drive through eager torch."""
+"""``validate``: run an exported graph in onnxruntime and the same drive through eager torch.
+
+Stages, each with its own errors: check the arguments, read the file's contract
+(:func:`~lifexport.graph.read_graph`), build the drive, check the model against the
+contract, run the torch reference, then run and compare each execution provider.
+"""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from lifexport.errors import ExportError
-from lifexport.modules._time import flatten_state
-from lifexport.modules.sequential import TimeLoop
-from lifexport.validation._compare import default_tolerances, first_mismatch, summarize
-from lifexport.validation._graph import GraphFile, check_inputs, read_graph, synthesize_inputs
+from lifexport.graph import TARGET, Y, GraphFile, StateLayout, read_graph
+from lifexport.modules import neuron_layers, step_module
+from lifexport.validation._compare import (
+    default_tolerances,
+    differences,
+    first_mismatch,
+    summarize,
+)
+from lifexport.validation._drive import check_inputs, synthesize_inputs
 from lifexport.validation._reference import Reference, run_torch, to_numpy
-from lifexport.validation._report import ProviderReport, ValidationReport
+from lifexport.validation._report import (
+    GRAPH_BUG,
+    PRECISION_DRIFT,
+    Diagnosis,
+    ProviderReport,
+    ValidationReport,
+)
 from lifexport.validation._runtime import (
+    CUDA,
+    PROVIDERS,
     open_session,
     resolve_providers,
     run_sequence,
     run_steps,
+    run_teacher_forced,
 )
 
-PROVIDERS = ("CPUExecutionProvider", "CUDAExecutionProvider")
+#: ``"strict"``: the graph checked as it is, TF32 off; ``"deployment"``: a deployment setting
+#: (TF32 on, a float16 export) against a strict float32 reference, on a spike flip budget.
+PRECISIONS = ("strict", "deployment")
+
 #: Layers whose output depends on their mode (as far as torch's own layers go).
 _MODE_DEPENDENT = (
     torch.nn.modules.dropout._DropoutNd,
     torch.nn.modules.batchnorm._BatchNorm,
     torch.nn.modules.instancenorm._InstanceNorm,
 )
+
+
+@dataclass(frozen=True)
+class _Tolerances:
+    rtol: float
+    atol: float
+    numerical_margin: float
+
+
+@dataclass(frozen=True)
+class _Case:
+    """Everything one provider's run is compared against: the file, the torch reference and
+    the numpy feeds (parameters and batch-first target as constants, the rest state)."""
+
+    info: GraphFile
+    reference: Reference
+    xs: np.ndarray
+    constants: dict[str, np.ndarray]
+    initial: dict[str, np.ndarray]
+    target: np.ndarray | None
+    tolerances: _Tolerances
+    flip_budget: float | None
 
 
 def validate(
@@ -48,6 +92,9 @@ def validate(
     atol: float | None = None,
     target: Tensor | None = None,
     loss: Callable[[Tensor, Tensor], Tensor] | None = None,
+    precision: str = "strict",
+    provider_options: Mapping[str, Mapping[str, str]] | None = None,
+    flip_budget: float = 0.01,
 ) -> ValidationReport:
     """Run a graph written by ``lifexport.to_onnx`` in onnxruntime against eager torch.
 
@@ -67,6 +114,19 @@ def validate(
     after it; the report gives the first mismatch with torch's ``|v - v_th|`` there, and calls
     it numerical (and still passed) when that margin is at most ``numerical_margin``.
 
+    It checks the graph, not a device's shortcuts: the torch reference runs in strict float32
+    (TF32 matrix products off), and so does the CUDA execution provider (``use_tf32=0``) unless
+    ``precision="deployment"``. That validates the setting a deployment uses: the providers'
+    own defaults (TF32 on for CUDA) or a float16 export, against a strict float32 reference
+    (a float32 copy of the model), and passes when at most ``flip_budget`` of the spikes differ.
+    Tolerances are then those of a 10-bit mantissa (TF32's and float16's).
+
+    Whenever a run disagrees, the graph is also run teacher-forced: from torch's state before
+    every step, so that each step shows only its own error. The report's diagnosis calls it a
+    graph bug when some step's local error exceeds the tolerance (or flips a spike away from
+    the threshold), and precision drift otherwise, from the step where the runs diverge; a
+    graph bug fails in either precision.
+
     Args:
         model: the torch model that was exported (same weights), run eagerly as the reference.
         onnx_path: the ``.onnx`` file ``lifexport.to_onnx`` wrote.
@@ -85,12 +145,20 @@ def validate(
         target: training graphs with a ``target`` input: the target, batch first as exported,
             ``(B, ...)``; for a step graph also ``(T, B, ...)``, one per step.
         loss: with ``target``: the ``loss(y, target)`` the graph was exported with.
+        precision: ``"strict"`` or ``"deployment"`` (see above).
+        provider_options: per provider, session options that override validation's (for
+            example ``{"CUDAExecutionProvider": {"use_tf32": "1"}}``); the report lists the
+            options each provider ran with.
+        flip_budget: with ``precision="deployment"``: the largest fraction of differing spike
+            elements that passes.
 
     Returns:
         A report per provider; see :func:`assert_valid` to raise on failure.
 
     Raises:
-        ValueError: an unknown provider name, ``inputs`` of another shape or dtype, a file that
+        ValueError: an unknown provider name or ``precision``, options for a provider not
+            requested, a ``flip_budget`` outside ``[0, 1]``, ``inputs`` of another shape or
+            dtype, a file that
             is not a lifexport ONNX model, a model that does not fit the graph, a missing or
             superfluous ``target``/``loss``.
         FileNotFoundError: ``onnx_path`` does not exist.
@@ -106,101 +174,217 @@ def validate(
         >>> report.passed, report.providers[cpu].first_mismatch
         (True, None)
         >>> print(report.format())
-        /tmp/lif_refrac.onnx: sequence graph, inference, float32, T=50, B=2: PASSED ...
+        /tmp/lif_refrac.onnx: sequence graph, inference, float32, strict precision, T=50, B=2: PASSED ...
         torch ran the model in its own train mode
-        tolerances for float32: rtol 0.0001, atol 1e-05, near-threshold margin 1e-05
-        CPUExecutionProvider: passed, spikes equal
+        tolerances: rtol 0.0001, atol 1e-05, near-threshold margin 1e-05
+        CPUExecutionProvider (defaults): passed, spikes equal
           max |onnx - torch|: y 0, next_state.0.v ...
     """
+    _check_arguments(model, steps, numerical_margin=numerical_margin, rtol=rtol, atol=atol)
+    _check_precision(precision, flip_budget)
+    run, unavailable = resolve_providers(providers)
+    settings = provider_settings(run + list(unavailable), precision, provider_options)
+    info = read_graph(onnx_path)
+    tolerances = _tolerances(info, precision, rtol, atol, numerical_margin)
+    xs = synthesize_inputs(info, steps, seed) if inputs is None else check_inputs(info, inputs, steps)
+    parameters = _check_model(model, info, xs, target, loss)
+    budget = flip_budget if precision == "deployment" else None
+    case = _reference_case(model, info, xs, parameters, target, loss, tolerances, budget)
+    reports = {}
+    for provider in run:
+        outcome = _run_provider(provider, settings[provider], case)
+        if isinstance(outcome, str):
+            unavailable[provider] = outcome
+        else:
+            reports[provider] = outcome
+    return _report(model, case, reports, unavailable, precision)
+
+
+def _check_arguments(model: object, steps: object, **tolerances: object) -> None:
+    """Stage 1: the arguments that need no file."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be the torch.nn.Module that was exported, got {type(model)}")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"steps must be a positive int or None, got {steps!r}")
-    for name, value in (("numerical_margin", numerical_margin), ("rtol", rtol), ("atol", atol)):
+    for name, value in tolerances.items():
         if value is not None and not (isinstance(value, (int, float)) and 0 <= value < math.inf):
             raise ValueError(f"{name} must be a finite number >= 0 or None, got {value!r}")
-    run, unavailable = resolve_providers(providers)
-    info = read_graph(onnx_path)
-    defaults = default_tolerances(info.dtype)
-    rtol = defaults[0] if rtol is None else float(rtol)
-    atol = defaults[1] if atol is None else float(atol)
-    numerical_margin = defaults[2] if numerical_margin is None else float(numerical_margin)
-    if inputs is None:
-        xs = synthesize_inputs(info, steps, seed)
-    else:
-        xs = check_inputs(info, inputs, steps)
-    _check_target(info, target, loss)
-    parameters = _graph_parameters(model, info)
-    _check_states(model, info, xs)
-    _check_outputs(info)
 
+
+def _check_precision(precision: object, flip_budget: object) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if isinstance(flip_budget, bool) or not isinstance(flip_budget, (int, float)):
+        raise ValueError(f"flip_budget must be a number in [0, 1], got {flip_budget!r}")
+    if not 0 <= flip_budget <= 1:
+        raise ValueError(f"flip_budget must be a number in [0, 1], got {flip_budget!r}")
+
+
+def provider_settings(
+    providers: Iterable[str],
+    precision: str,
+    overrides: Mapping[str, Mapping[str, str]] | None,
+) -> dict[str, dict[str, str]]:
+    """The session options of each provider: validation's (TF32 off on CUDA in strict
+    precision, on in deployment), then the caller's.
+
+    Raises:
+        ValueError: options for a provider not among ``providers``, or not a mapping.
+    """
+    providers = list(providers)
+    tf32 = "0" if precision == "strict" else "1"
+    settings = {p: ({"use_tf32": tf32} if p == CUDA else {}) for p in providers}
+    for provider, options in (overrides or {}).items():
+        if provider not in settings:
+            raise ValueError(
+                f"provider_options: {provider!r} is not among the providers to run {providers}"
+            )
+        if not isinstance(options, Mapping):
+            raise ValueError(
+                f"provider_options[{provider!r}] must map option names to strings, got {options!r}"
+            )
+        settings[provider].update({str(k): str(v) for k, v in options.items()})
+    return settings
+
+
+def _tolerances(
+    info: GraphFile,
+    precision: str,
+    rtol: float | None,
+    atol: float | None,
+    margin: float | None,
+) -> _Tolerances:
+    """The caller's tolerances; where ``None``, the graph dtype's defaults, or in deployment
+    precision those of a 10-bit mantissa (TF32, float16)."""
+    dtype = torch.float16 if precision == "deployment" else info.dtype
+    defaults = default_tolerances(dtype)
+    return _Tolerances(
+        defaults[0] if rtol is None else float(rtol),
+        defaults[1] if atol is None else float(atol),
+        defaults[2] if margin is None else float(margin),
+    )
+
+
+def _check_model(
+    model: torch.nn.Module,
+    info: GraphFile,
+    xs: Tensor,
+    target: Tensor | None,
+    loss: Callable | None,
+) -> dict[str, torch.nn.Parameter]:
+    """Stage 3: the model must be the one the contract describes; returns the parameter for
+    each parameter input of a training graph."""
+    _check_target(info, target, loss)
+    try:
+        neuron_layers(model)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"model: {error}; validate the model that was exported") from error
+    with torch.no_grad():
+        names = StateLayout(step_module(model).initial_state(xs[0].to(_device(model)))).names
+    if info.state_names and names != info.state_names:
+        raise ValueError(
+            f"the model's states {list(names)} are not the graph's {list(info.state_names)}; "
+            "validate the model that was exported"
+        )
+    found = dict(model.named_parameters())
+    missing = [n for n in info.parameter_names if n not in found]
+    if missing:
+        raise ValueError(
+            f"the graph takes parameters {missing} that the model does not have (its "
+            f"parameters: {list(found)}); validate the model that was exported"
+        )
+    return {n: found[n] for n in info.parameter_names}
+
+
+def _reference_case(
+    model: torch.nn.Module,
+    info: GraphFile,
+    xs: Tensor,
+    parameters: dict[str, torch.nn.Parameter],
+    target: Tensor | None,
+    loss: Callable | None,
+    tolerances: _Tolerances,
+    flip_budget: float | None,
+) -> _Case:
+    """Stage 4: eager torch over the drive, in strict float32 (a float32 copy of a half
+    precision model when validating a deployment), and the feeds every provider gets."""
     device = _device(model)
-    with _trainable(parameters.values() if info.mode == "training" else ()):
+    reference_model, drive = model, xs
+    if flip_budget is not None and xs.dtype in (torch.float16, torch.bfloat16):
+        reference_model, drive = copy.deepcopy(model).float(), xs.float()
+    found = dict(reference_model.named_parameters())
+    reference_parameters = {name: found[name] for name in parameters}
+    with _trainable(reference_parameters.values()), strict_float32():
         reference = run_torch(
-            model,
+            reference_model,
             info,
-            xs.to(device),
-            parameters=parameters,
+            drive.to(device),
+            parameters=reference_parameters,
             target=None if target is None else target.to(device),
             loss=loss,
         )
-    model_mode, train_modules = _model_mode(model)
-    step_model = model.module if isinstance(model, TimeLoop) else model
     with torch.no_grad():
-        rest = flatten_state(step_model.initial_state(xs[0].to(device)))[0]
-    initial = {name: to_numpy(t) for name, t in zip(info.state_names, rest)}
+        state = step_module(model).initial_state(xs[0].to(device))
+    rest = StateLayout(state).flatten(state)
     constants = {name: to_numpy(p) for name, p in parameters.items()}
     target_np = None if target is None else to_numpy(target)
     if target_np is not None and info.graph == "sequence":
-        constants["target"] = target_np
+        constants[TARGET] = target_np
+    return _Case(
+        info=info,
+        reference=reference,
+        xs=to_numpy(xs),
+        constants=constants,
+        initial={slot.name: to_numpy(t) for slot, t in zip(info.contract.states, rest)},
+        target=target_np,
+        tolerances=tolerances,
+        flip_budget=flip_budget,
+    )
 
-    reports = {}
-    for provider in run:
-        try:
-            session = open_session(info, provider)
-        except Exception as error:
-            reports[provider] = _failed(provider, f"onnxruntime could not load the graph: {error}")
-            continue
-        if provider not in session.get_providers():
-            unavailable[provider] = (
-                f"onnxruntime did not start it (the session runs on {session.get_providers()}); "
-                "check the CUDA/cuDNN libraries onnxruntime needs"
-            )
-            continue
-        try:
-            reports[provider] = _check_provider(
-                provider,
-                session,
-                info,
-                reference,
-                to_numpy(xs),
-                constants,
-                initial,
-                target_np,
-                rtol=rtol,
-                atol=atol,
-                numerical_margin=numerical_margin,
-            )
-        except Exception as error:
-            reports[provider] = _failed(provider, f"{type(error).__name__}: {error}")
 
-    spikes = {
-        name: int(np.count_nonzero(reference.outputs[name]))
-        for name in info.output_names
-        if name in reference.spike_names
-    }
+def _run_provider(provider: str, settings: dict[str, str], case: _Case) -> ProviderReport | str:
+    """Stage 5, per provider: its report, or why onnxruntime did not start it."""
+    try:
+        session = open_session(case.info, provider, settings)
+    except Exception as error:
+        return _failed(provider, f"onnxruntime could not load the graph: {error}", settings)
+    if provider not in session.get_providers():
+        return (
+            f"onnxruntime did not start it (the session runs on {session.get_providers()}); "
+            "check the CUDA/cuDNN libraries onnxruntime needs"
+        )
+    try:
+        return _check_provider(provider, session, settings, case)
+    except Exception as error:
+        return _failed(provider, f"{type(error).__name__}: {error}", settings)
+
+
+def _report(
+    model: torch.nn.Module,
+    case: _Case,
+    reports: dict[str, ProviderReport],
+    unavailable: dict[str, str],
+    precision: str,
+) -> ValidationReport:
+    """Stage 6: the report, with the model's mode and the reference's spike counts."""
+    info, reference = case.info, case.reference
+    model_mode, train_modules = _model_mode(model)
     return ValidationReport(
         path=str(info.path),
         graph=info.graph,
         mode=info.mode,
-        steps=int(xs.shape[0]),
-        batch=int(xs.shape[1]),
+        steps=int(case.xs.shape[0]),
+        batch=int(case.xs.shape[1]),
         providers=reports,
         unavailable=unavailable,
-        spikes=spikes,
-        rtol=rtol,
-        atol=atol,
-        numerical_margin=numerical_margin,
+        spikes={
+            name: int(np.count_nonzero(reference.outputs[name]))
+            for name in info.output_names
+            if name in reference.spike_names
+        },
+        rtol=case.tolerances.rtol,
+        atol=case.tolerances.atol,
+        numerical_margin=case.tolerances.numerical_margin,
         model_mode=model_mode,
         train_modules=train_modules,
         mode_dependent=tuple(
@@ -209,6 +393,7 @@ def validate(
             if m.training and isinstance(m, _MODE_DEPENDENT)
         ),
         dtype=str(info.dtype).removeprefix("torch."),
+        precision=precision,
     )
 
 
@@ -223,68 +408,102 @@ def _model_mode(model: torch.nn.Module) -> tuple[str, tuple[str, ...]]:
 
 
 def _check_provider(
-    provider: str,
-    session: Any,
-    info: GraphFile,
-    reference: Reference,
-    xs: np.ndarray,
-    constants: dict[str, np.ndarray],
-    initial: dict[str, np.ndarray],
-    target: np.ndarray | None,
-    *,
-    rtol: float,
-    atol: float,
-    numerical_margin: float,
+    provider: str, session: object, settings: dict[str, str], case: _Case
 ) -> ProviderReport:
     """Run one provider over the drive and compare with the torch reference."""
+    info, reference, tol = case.info, case.reference, case.tolerances
     if info.graph == "step":
-        per_step = target is not None and target.ndim == info.input_ranks["target"] + 1
-        targets = None if target is None else target if per_step else np.stack([target] * len(xs))
-        actual = run_steps(session, info, xs, constants, initial, targets)
+        target = case.target
+        per_step = target is not None and target.ndim == info.contract.target_rank + 1
+        targets = None if target is None else target if per_step else np.stack([target] * len(case.xs))
+        actual = run_steps(session, info, case.xs, case.constants, case.initial, targets)
     else:
-        actual = run_sequence(session, info, xs, constants, initial)
+        actual = run_sequence(session, info, case.xs, case.constants, case.initial)
     max_abs, max_rel, flips, failed = summarize(
-        reference.outputs, actual, info.output_names, reference.spike_names, rtol, atol
+        reference.outputs, actual, info.output_names, reference.spike_names, tol.rtol, tol.atol
     )
-    compare = dict(
+    spike_elements = sum(reference.outputs[n].size for n in reference.spike_names)
+    return ProviderReport(
+        provider=provider,
+        spikes_equal=not any(n in reference.spike_names for n in failed),
+        first_mismatch=_locate(session, case, actual) if failed else None,
+        max_abs=max_abs,
+        max_rel=max_rel,
+        flips=flips,
+        failed=failed,
+        settings=settings,
+        flip_rate=flips / spike_elements if spike_elements else 0.0,
+        flip_budget=case.flip_budget,
+        diagnosis=_diagnose(session, case) if failed else None,
+    )
+
+
+def _comparison(case: _Case) -> dict:
+    """The arguments ``first_mismatch`` takes besides the values."""
+    reference, tol = case.reference, case.tolerances
+    return dict(
         spike_names=reference.spike_names,
         owners=reference.owners,
         membrane=reference.membrane,
-        rtol=rtol,
-        atol=atol,
-        numerical_margin=numerical_margin,
+        kinds={name: case.info.contract.output_kind(name) for name in case.info.output_names},
+        rtol=tol.rtol,
+        atol=tol.atol,
+        numerical_margin=tol.numerical_margin,
     )
-    mismatch = None
-    if failed and info.graph == "sequence" and info.state_names:
-        # Locate it: the same graph one step at a time, its states compared after every step;
-        # trusted only if this replay gives the whole run's y (bits could differ with T).
+
+
+def _diagnose(session: object, case: _Case) -> Diagnosis | None:
+    """Teacher forcing: every step from torch's state before it, compared with torch's step;
+    ``None`` for a graph without state inputs, or one whose states were not all recorded."""
+    info, reference = case.info, case.reference
+    slots = info.contract.states
+    if not slots or case.target is not None or any(
+        s.next_name not in reference.states for s in slots
+    ):
+        return None
+    before = {
+        s.name: np.concatenate([case.initial[s.name][None], reference.states[s.next_name][:-1]])
+        for s in slots
+    }
+    local = run_teacher_forced(session, info, case.xs, case.constants, before)
+    torch_steps = {Y: reference.outputs[Y], **reference.states}
+    local = {n: local[n] for n in torch_steps}
+    bug = first_mismatch(torch_steps, local, stepped=set(torch_steps), **_comparison(case))
+    largest = {n: differences(torch_steps[n], local[n])[0] for n in torch_steps}
+    if bug is not None and not bug.numerical:
+        return Diagnosis(GRAPH_BUG, bug.step, bug, largest)
+    free = _locate(session, case, run_steps(session, info, case.xs, case.constants, case.initial))
+    return Diagnosis(PRECISION_DRIFT, None if free is None else free.step, None, largest)
+
+
+def _locate(session: object, case: _Case, actual: dict[str, np.ndarray]):
+    """The first mismatch of a failed run. A sequence graph with state is replayed one step
+    at a time, its states compared after every step; the replay is trusted only if it gives
+    the whole run's ``y`` (bits could differ with T)."""
+    info, reference = case.info, case.reference
+    compare = _comparison(case)
+    if info.graph == "sequence" and info.state_names:
         try:
-            chunked = run_steps(session, info, xs, constants, initial, target)
+            chunked = run_steps(session, info, case.xs, case.constants, case.initial, case.target)
         except Exception:  # the replay is a diagnosis only; the whole run's result stands
             chunked = None
         if chunked is not None and np.array_equal(chunked["y"], actual["y"], equal_nan=True):
             torch_steps = {"y": reference.outputs["y"], **reference.states}
-            mismatch = first_mismatch(
+            found = first_mismatch(
                 torch_steps,
                 {n: chunked[n] for n in torch_steps if n in chunked},
                 stepped=set(torch_steps),
                 **compare,
             )
-    if failed and mismatch is None:
-        mismatch = first_mismatch(reference.outputs, actual, stepped=reference.stepped, **compare)
+            if found is not None:
+                return found
+    return first_mismatch(reference.outputs, actual, stepped=reference.stepped, **compare)
+
+
+def _failed(provider: str, error: str, settings: dict[str, str]) -> ProviderReport:
     return ProviderReport(
-        provider=provider,
-        spikes_equal=not any(n in reference.spike_names for n in failed),
-        first_mismatch=mismatch,
-        max_abs=max_abs,
-        max_rel=max_rel,
-        flips=flips,
-        failed=failed,
+        provider=provider, spikes_equal=False, first_mismatch=None, error=error, settings=settings
     )
-
-
-def _failed(provider: str, error: str) -> ProviderReport:
-    return ProviderReport(provider=provider, spikes_equal=False, first_mismatch=None, error=error)
 
 
 def _check_target(info: GraphFile, target: Tensor | None, loss: Callable | None) -> None:
@@ -308,58 +527,6 @@ def _check_target(info: GraphFile, target: Tensor | None, loss: Callable | None)
         )
 
 
-def _graph_parameters(model: torch.nn.Module, info: GraphFile) -> dict[str, torch.nn.Parameter]:
-    """The model's parameter for each parameter input of a training graph."""
-    if not info.parameter_names:
-        return {}
-    found = dict(model.named_parameters())
-    for name, p in list(found.items()):  # a TimeLoop's step graph names them without "module."
-        if name.startswith("module."):
-            found.setdefault(name.removeprefix("module."), p)
-    missing = [n for n in info.parameter_names if n not in found]
-    if missing:
-        raise ValueError(
-            f"the graph takes parameters {missing} that the model does not have (its "
-            f"parameters: {[n for n, _ in model.named_parameters()]}); validate the model "
-            "that was exported"
-        )
-    return {n: found[n] for n in info.parameter_names}
-
-
-def _check_states(model: torch.nn.Module, info: GraphFile, xs: Tensor) -> None:
-    """The model's states must be the graph's (same names in the same order)."""
-    from lifexport.export import state_names
-
-    step_model = model.module if isinstance(model, TimeLoop) else model
-    if not (hasattr(step_model, "step") and hasattr(step_model, "initial_state")):
-        raise ValueError(
-            f"model: {type(model).__name__} is not a lifexport model (a layer, SequentialState "
-            "or TimeLoop); validate the model that was exported"
-        )
-    try:
-        names = state_names(model, xs[0].to(_device(model)))
-    except ExportError as error:
-        raise ValueError(f"model: {error}") from error
-    if info.state_names and tuple(names) != info.state_names:
-        raise ValueError(
-            f"the model's states {names} are not the graph's {list(info.state_names)}; "
-            "validate the model that was exported"
-        )
-
-
-def _check_outputs(info: GraphFile) -> None:
-    """Every graph output must be one torch computes (``to_onnx``'s interface)."""
-    known = {"y", *(f"next_{n}" for n in info.state_names)}
-    if info.mode == "training":
-        known |= {"loss", *(f"grad.{n}" for n in info.parameter_names)}
-    unknown = [name for name in info.output_names if name not in known]
-    if unknown or "y" not in info.output_names:
-        raise ValueError(
-            f"{info.path.name}: outputs {list(info.output_names)} are not to_onnx's interface "
-            f"(y, next_state.*, and for training loss and grad.*); unknown: {unknown}"
-        )
-
-
 def _device(model: torch.nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
@@ -377,3 +544,18 @@ def _trainable(parameters: Iterable[torch.nn.Parameter]):
     finally:
         for p, flag in saved:
             p.requires_grad_(flag)
+
+
+@contextmanager
+def strict_float32():
+    """Torch's float32 matrix products and convolutions in full float32 (TF32 off), then as
+    before."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    precision = torch.get_float32_matmul_precision()
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+        torch.set_float32_matmul_precision(precision)

@@ -36,10 +36,10 @@ def cells_with_gru() -> lifexport.SequentialState:
 @pytest.mark.parametrize(
     "model, match",
     [
-        (with_lstm, r"layer 2 \(LSTM\) of the SequentialState cannot be exported"),
+        (with_lstm, r"layer 2 \(LSTM\) is not supported in a SequentialState"),
         (lambda: torch.nn.Sequential(torch.nn.Linear(4, 3), lifexport.LIFRefrac()), "Sequential"),
         (lambda: torch.nn.GRU(4, 3), "got GRU"),
-        (lambda: lifexport.TimeLoop(cells_with_gru()), r"layer 1 \(GRU\) of the SequentialState"),
+        (lambda: lifexport.TimeLoop(cells_with_gru()), r"layer 1 \(GRU\) is not supported in a SequentialState"),
     ],
     ids=["lstm_in_stack", "nn_sequential", "gru", "gru_in_time_loop"],
 )

@@ -31,8 +31,13 @@ def run(torch_values, onnx_values, stepped=None, membrane=None, spikes=("y",), o
         spike_names=set(spikes),
         owners={"y": 3, "next_state.1.v": 1, "next_state.3.v": 3} if owners is None else owners,
         membrane={} if membrane is None else membrane,
+        kinds={name: KINDS[name.partition(".")[0]] for name in torch_values},
         **TOL,
     )
+
+
+#: What each output holds, by its name's first part (as GraphContract.output_kind says).
+KINDS = {"y": "y", "next_state": "state", "grad": "gradient", "loss": "loss"}
 
 
 def spikes_and_states() -> dict[str, np.ndarray]:

@@ -44,7 +44,7 @@ def test_exported_model_passes_on_cpu_over_200_steps(exported, nets, name, graph
     assert all(0 <= value < 1e-4 for value in cpu.max_rel.values())
     assert_valid(report)
     json.dumps(report.to_dict(), allow_nan=False)
-    assert report.format().splitlines()[3].startswith(f"{CPU}: passed, spikes equal")
+    assert report.format().splitlines()[3].startswith(f"{CPU} (defaults): passed, spikes equal")
 
 
 def test_validation_leaves_the_model_as_it_was(exported):
