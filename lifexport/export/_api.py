@@ -4,27 +4,37 @@ The graph's interface is a :class:`~lifexport.graph.GraphContract` (names and or
 inputs, outputs and states; see :mod:`lifexport.graph`), built here and stored in the file.
 ``to_onnx`` runs named stages, each with its own errors: check the request, probe the model
 with one eager step, build the contract, wrap the model as a graph program, trace the training
-step (training mode), write the file.
+step (training mode), export, quantize (``quantize="int8"``), write the file.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import onnx
 import torch
 from torch import Tensor
 
 from lifexport._version import __version__
 from lifexport.errors import ExportError
 from lifexport.export._domain import check_mode
+from lifexport.export._files import save_model
 from lifexport.export._program import export_program, kept_modes
+from lifexport.export._quantize import QUANTIZE_KEY, quantize_int8
 from lifexport.export._training import trace_training_step
-from lifexport.graph import GRAPHS, METADATA, GraphContract, GraphFile, StateLayout
-from lifexport.modules import as_sequence, constant_surrogates, neuron_layers, step_module
+from lifexport.graph import GRAPHS, METADATA, X, GraphContract, GraphFile, StateLayout
+from lifexport.modules import (
+    as_sequence,
+    constant_surrogates,
+    neuron_layers,
+    step_module,
+    unrolled_time_loop,
+)
 
 __all__ = ["ExportedModel", "to_onnx", "state_names"]
 
@@ -142,8 +152,14 @@ def _check_request(
     loss: Callable | None,
     target: Tensor | None,
     metadata: Mapping[str, str] | None,
+    quantize: str | None = None,
+    calibration: Tensor | None = None,
+    unroll: int = 1,
 ) -> None:
     """Stage 1: the arguments, before any tracing."""
+    _check_quantize(quantize, calibration, mode, example_input)
+    if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
+        raise ValueError(f"unroll must be a positive int (steps per Scan iteration), got {unroll!r}")
     clash = sorted(set(metadata or {}) & {m.key for m in METADATA if m.required})
     if clash:
         raise ValueError(f"metadata: {clash} are lifexport's own keys, written by to_onnx")
@@ -166,6 +182,29 @@ def _check_request(
         raise ValueError(
             f"a {graph} graph takes {_axes(graph)}; got example_input of shape "
             f"{tuple(example_input.shape)}"
+        )
+
+
+def _check_quantize(
+    quantize: str | None, calibration: Tensor | None, mode: str, example_input: Tensor
+) -> None:
+    if quantize is None:
+        if calibration is not None:
+            raise ValueError("calibration is for quantize='int8'; drop it, or quantize")
+        return
+    if quantize != "int8":
+        raise ValueError(f"quantize must be 'int8' or None, got {quantize!r}")
+    if mode != "inference":
+        raise ValueError("quantize='int8' needs mode='inference' (training graphs stay float)")
+    if not isinstance(calibration, Tensor):
+        raise ValueError(
+            "quantize='int8' needs calibration=: a tensor shaped like example_input (T and B may "
+            f"differ) with typical input, got {type(calibration).__name__}"
+        )
+    if calibration.dim() != example_input.dim() or calibration.dtype != example_input.dtype:
+        raise ValueError(
+            f"calibration must have example_input's rank and dtype ({example_input.dim()}, "
+            f"{example_input.dtype}), got shape {tuple(calibration.shape)}, {calibration.dtype}"
         )
 
 
@@ -266,26 +305,36 @@ def _training_program(
     return _Program(traced.module, tuple(traced.args), tuple(traced.dynamic_shapes))
 
 
-def _write(
-    model: torch.nn.Module,
-    program: _Program,
-    contract: GraphContract,
-    path: Path,
-    metadata: Mapping[str, str] | None,
-) -> None:
-    """Stage 6: export the program under the contract's names and write it, atomically."""
-    recorded = contract.to_metadata()
-    with kept_modes(model), constant_surrogates(model):
-        export_program(
+def _export(
+    model: torch.nn.Module, program: _Program, contract: GraphContract, metadata, unroll: int
+):
+    """Stage 6: the program as an ONNX model under the contract's names (not yet written)."""
+    with kept_modes(model), constant_surrogates(model), unrolled_time_loop(unroll):
+        return export_program(
             program.module,
             program.args,
-            path,
             mode=contract.mode,
             dynamic_shapes=program.dims,
             input_names=contract.input_names,
             output_names=contract.output_names,
-            metadata={**recorded, **(metadata or {})},
+            metadata={**contract.to_metadata(), **(metadata or {})},
         )
+
+
+def _quantize(onnx_model, contract: GraphContract, calibration: Tensor):
+    """Stage 7 (``quantize="int8"``): int8 weights, calibrated on the caller's input; the
+    contract records how."""
+    feeds = [{X: calibration.detach().cpu().contiguous().numpy()}]
+    logging.disable(logging.WARNING)  # onnxruntime's quantizer advises pre-processing, always
+    try:
+        quantized = quantize_int8(onnx_model, feeds)
+    finally:
+        logging.disable(logging.NOTSET)
+    how = next(p.value for p in quantized.metadata_props if p.key == QUANTIZE_KEY)
+    contract = replace(contract, quantize=how)
+    props = {p.key: p.value for p in quantized.metadata_props}
+    onnx.helper.set_model_props(quantized, {**props, **contract.to_metadata()})
+    return quantized, contract
 
 
 def to_onnx(
@@ -299,6 +348,9 @@ def to_onnx(
     loss: Callable[[Tensor, Tensor], Tensor] | None = None,
     target: Tensor | None = None,
     metadata: Mapping[str, str] | None = None,
+    quantize: Literal["int8"] | None = None,
+    calibration: Tensor | None = None,
+    unroll: int = 1,
 ) -> GraphFile:
     """Export a lifexport model to ONNX, checked and written atomically.
 
@@ -320,6 +372,12 @@ def to_onnx(
         target: training mode, with ``loss``: an example target, batch first (its first
             dimension is B); it becomes input ``target``.
         metadata: more ``metadata_props`` to store, beside lifexport's own.
+        quantize: ``"int8"``: Linear/Conv weights as int8 (QDQ, per channel, standard ops);
+            spikes stay 0/1 and neuron state float32. Inference graphs only.
+        calibration: with ``quantize``: typical input, shaped like ``example_input`` (T and
+            B may differ), from which the layer input ranges are taken.
+        unroll: time steps per ``Scan`` iteration (1: one; the values do not change, only the
+            number of iterations; measured slower on the CPU execution provider).
 
     Returns:
         The file's path and its contract: input, output and state names, in order.
@@ -340,7 +398,9 @@ def to_onnx(
         >>> out.output_names[:2]
         ('y', 'next_state.1.v')
     """
-    _check_request(model, example_input, graph, mode, loss, target, metadata)
+    _check_request(
+        model, example_input, graph, mode, loss, target, metadata, quantize, calibration, unroll
+    )
     path = _check_path(path)
     # Strides are traced as they are: a view such as xs[:, :2] of a (T, 360, F) tensor keeps a
     # stride of 360 * F, which fails the training trace ("Constraints violated (B)", torch 2.13).
@@ -350,6 +410,10 @@ def to_onnx(
     contract = _contract(model, example_input, probe, graph, mode, with_state, target)
     program = _program(model, example_input, target, probe, contract)
     if contract.training:
-        program = _training_program(model, program, contract, loss)
-    _write(model, program, contract, path, metadata)
+        with unrolled_time_loop(unroll):
+            program = _training_program(model, program, contract, loss)
+    onnx_model = _export(model, program, contract, metadata, unroll)
+    if quantize is not None:
+        onnx_model, contract = _quantize(onnx_model, contract, calibration)
+    save_model(onnx_model, path)
     return GraphFile(path, contract)

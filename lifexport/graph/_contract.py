@@ -58,6 +58,13 @@ METADATA = (
     MetadataKey("lifexport.inputs", "input_names", _TO_ONNX, _READ + ", checked against the file"),
     MetadataKey("lifexport.outputs", "output_names", _TO_ONNX, _READ + ", checked likewise"),
     MetadataKey(
+        "lifexport.quantize",
+        "quantize",
+        "lifexport.to_onnx(quantize='int8')",
+        _READ + "; validate judges such files on a flip budget",
+        required=False,
+    ),
+    MetadataKey(
         SOURCE_KEY,
         "source",
         "lifexport export (the CLI's MODULE:FUNCTION)",
@@ -88,6 +95,7 @@ class GraphContract:
         layers: per neuron layer: its index, type, dt, method, alpha and parameters.
         version: the lifexport version that exported it.
         source: ``lifexport export``'s ``MODULE:FUNCTION``, else ``None``.
+        quantize: how the weights were quantized (``"int8 QDQ: ..."``), ``None`` for float.
     """
 
     kind: str
@@ -100,6 +108,7 @@ class GraphContract:
     layers: tuple[dict[str, Any], ...] = ()
     version: str = ""
     source: str | None = None
+    quantize: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in GRAPHS:
@@ -175,8 +184,9 @@ class GraphContract:
             "input_names": json.dumps(self.input_names),
             "output_names": json.dumps(self.output_names),
         }
-        if self.source is not None:
-            values["source"] = self.source
+        for name in ("source", "quantize"):
+            if getattr(self, name) is not None:
+                values[name] = getattr(self, name)
         return {_KEYS[f]: value for f, value in values.items()}
 
     @classmethod
@@ -202,6 +212,7 @@ class GraphContract:
                 layers=tuple(json.loads(value["layers"])),
                 version=value["version"],
                 source=value["source"],
+                quantize=value["quantize"],
             )
         except (TypeError, json.JSONDecodeError) as error:
             raise ValueError(f"has unreadable lifexport metadata: {error}") from error

@@ -92,7 +92,7 @@ def validate(
     atol: float | None = None,
     target: Tensor | None = None,
     loss: Callable[[Tensor, Tensor], Tensor] | None = None,
-    precision: str = "strict",
+    precision: str | None = None,
     provider_options: Mapping[str, Mapping[str, str]] | None = None,
     flip_budget: float = 0.01,
 ) -> ValidationReport:
@@ -145,7 +145,8 @@ def validate(
         target: training graphs with a ``target`` input: the target, batch first as exported,
             ``(B, ...)``; for a step graph also ``(T, B, ...)``, one per step.
         loss: with ``target``: the ``loss(y, target)`` the graph was exported with.
-        precision: ``"strict"`` or ``"deployment"`` (see above).
+        precision: ``"strict"`` or ``"deployment"`` (see above); ``None``: deployment for a
+            file ``to_onnx(quantize="int8")`` wrote (judged on its flip rate), else strict.
         provider_options: per provider, session options that override validation's (for
             example ``{"CUDAExecutionProvider": {"use_tf32": "1"}}``); the report lists the
             options each provider ran with.
@@ -183,8 +184,10 @@ def validate(
     _check_arguments(model, steps, numerical_margin=numerical_margin, rtol=rtol, atol=atol)
     _check_precision(precision, flip_budget)
     run, unavailable = resolve_providers(providers)
-    settings = provider_settings(run + list(unavailable), precision, provider_options)
     info = read_graph(onnx_path)
+    if precision is None:  # a quantized file is a deployment setting of its float graph
+        precision = "deployment" if info.contract.quantize else "strict"
+    settings = provider_settings(run + list(unavailable), precision, provider_options)
     tolerances = _tolerances(info, precision, rtol, atol, numerical_margin)
     xs = synthesize_inputs(info, steps, seed) if inputs is None else check_inputs(info, inputs, steps)
     parameters = _check_model(model, info, xs, target, loss)
@@ -212,7 +215,7 @@ def _check_arguments(model: object, steps: object, **tolerances: object) -> None
 
 
 def _check_precision(precision: object, flip_budget: object) -> None:
-    if precision not in PRECISIONS:
+    if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if isinstance(flip_budget, bool) or not isinstance(flip_budget, (int, float)):
         raise ValueError(f"flip_budget must be a number in [0, 1], got {flip_budget!r}")
