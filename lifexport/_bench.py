@@ -1,34 +1,71 @@
 """Speed of LIF-refrac layers: lifexport eager, compiled and in onnxruntime, against Norse
-1.1.0 and the hardware floors. Run it with ``scripts/bench.py`` or ``lifexport bench``.
+1.1.0 and the hardware floors, on CPU or CUDA. Run it with ``scripts/bench.py`` or
+``lifexport bench``:
 
-Workloads (time-major input of shape (T, B, N)):
+    lifexport bench                                   # CPU, (T, B, N) = (100, 32, 512)
+    lifexport bench --device cuda                     # the same on CUDA
+    lifexport bench --device cuda --t 500 --b 256 --n 1024 --spikingjelly
+
+Workloads (time-major input of shape (T, B, N), float32):
     W1  neuron only:      LIFRefrac
     W2  Linear + neurons: Linear(N, N) applied to all T*B rows, then LIFRefrac
-Variants: Norse 1.1.0 eager (a Python loop over its LIFRefracCell, when installed), lifexport
-eager, lifexport compiled (``lifexport.compile``), each forward and forward+backward; and
-onnxruntime (CPU provider): the sequence graph (forward), and the step graph driven once per
-step at B=1 (reported per step).
-Floors, measured in the same run:
-    copy  ``out.copy_(x)``: reads and writes T*B*N elements once, into preallocated memory
-    gemm  one (T*B, N) x (N, N) product into a preallocated output
-Every figure is the median of ``repeats`` timed runs after ``warmup`` untimed ones.
+Variants, each forward (under ``no_grad``) and forward+backward:
+    norse eager               Norse 1.1.0's LIFRefracCell in a Python loop (when installed)
+    lifexport eager scan      the sequence layer with ``backend="scan"`` (the step function)
+    lifexport eager triton    ``backend="triton"``: the fused kernel (CUDA only; on CPU it runs
+                              only in Triton's interpreter, which is no speed measure)
+    lifexport compiled scan   ``lifexport.compile`` of the scan layer
+    lifexport compiled triton ``lifexport.compile`` of the triton layer (CUDA only)
+onnxruntime, forward: the sequence graph on the CPU EP (host arrays) and, with ``--device cuda``,
+on the CUDA EP with IO binding (the input bound in place on the device, outputs left on it);
+on CPU also the step graph driven once per step at B=1 (reported per step).
+Floors, in the same run: ``copy``, ``x.clone()`` of the input (reads and writes T*B*N elements
+once, and allocates its result as every variant does), and ``gemm``, ``x @ W`` with W2's
+Linear weight, a (T*B, N) x (N, N) product.
+Peak memory of one W1 forward+backward per variant, above what was allocated before it (the
+input is allocated before; its gradient and the spikes count): on CUDA
+``torch.cuda.max_memory_allocated``; on CPU the peak resident set of a fresh process (Linux's
+VmHWM, reset through ``/proc/self/clear_refs``), where torch's CPU allocator has no counter.
+``--spikingjelly`` adds SpikingJelly's Triton multi-step LIF against lifexport's ``LIF``, forward
+and forward+backward at its tutorial's shape (T=32, B=64, N=65536, float32; CUDA only).
+
+Every figure is the median of ``repeats`` timed runs after ``warmup`` untimed ones (compilation
+happens there); on CUDA each timed run is bracketed by ``torch.cuda.synchronize()``.
 """
 
 from __future__ import annotations
 
+import copy
+import gc
+import importlib.util
+import inspect
+import json
+import os
+import platform
+import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from lifexport.export import to_onnx
-from lifexport.modules import LIFRefrac, SequentialState, flatten_state
+from lifexport.graph import X, StateLayout
+from lifexport.kernels import triton_available
+from lifexport.modules import LIF, LIFRefrac, SequentialState
 from lifexport.modules import compile as lifexport_compile
 from lifexport.validation import make_session
+
+DEVICES = ("cpu", "cuda")
+SPIKINGJELLY_SHAPE = (32, 64, 65536)  # (T, B, N) of SpikingJelly's Triton LIF tutorial
+CPU_EP, CUDA_EP = "CPUExecutionProvider", "CUDAExecutionProvider"
+Run = Callable[[torch.Tensor], torch.Tensor]  # input (T, B, N) -> spikes (T, B, N)
 
 
 @dataclass
@@ -39,8 +76,12 @@ class Config:
     repeats: int = 10  # timed runs per figure (the median is reported)
     warmup: int = 3  # untimed runs first (compilation happens here)
     threads: int = 0  # torch and onnxruntime threads; 0 keeps torch's default
+    device: str = "cpu"  # "cpu" or "cuda"; on CUDA every timed run is synchronised
     norse: bool = True  # include Norse 1.1.0 when it is installed
     onnxruntime: bool = True  # include the onnxruntime rows
+    compiled: bool = True  # include the lifexport.compile rows (each graph compiles first)
+    memory: bool = True  # peak memory of one W1 forward+backward per variant
+    spikingjelly: bool = False  # SpikingJelly's Triton LIF vs lifexport LIF (CUDA)
 
     def __post_init__(self) -> None:
         lows = dict(t=1, b=1, n=1, repeats=1, warmup=0, threads=0)
@@ -48,34 +89,74 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"Config.{name} must be an int >= {low}, got {value!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"Config.device must be one of {DEVICES}, got {self.device!r}")
 
     def timed(self, fn: Callable[[], object]) -> float:
-        """:func:`median_ms` with this run's repeats and warm-up."""
-        return median_ms(fn, self.repeats, self.warmup)
+        """:func:`median_ms` with this run's repeats, warm-up and device synchronisation."""
+        sync = torch.cuda.synchronize if self.device == "cuda" else None
+        return median_ms(fn, self.repeats, self.warmup, sync=sync)
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
-    """The median wall time of ``repeats`` calls after ``warmup`` untimed ones, in ms."""
+def median_ms(
+    fn: Callable[[], object],
+    repeats: int,
+    warmup: int,
+    sync: Callable[[], object] | None = None,
+) -> float:
+    """The median wall time of ``repeats`` calls after ``warmup`` untimed ones, in ms.
+
+    ``sync`` (``torch.cuda.synchronize`` for CUDA work) is called before the first timed call
+    and inside each timed region after the call, so a figure covers the device's work too.
+    """
     for _ in range(warmup):
         fn()
+    if sync is not None:
+        sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        if sync is not None:
+            sync()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
 
 
+def device_problem(device: str) -> str:
+    """Why torch cannot run the benchmark on ``device`` ("" when it can)."""
+    if device not in DEVICES:
+        return f"unknown device {device!r}; expected one of {DEVICES}"
+    if device == "cuda" and not torch.cuda.is_available():
+        return (
+            f"torch.cuda.is_available() is False (torch {torch.__version__}, built for CUDA "
+            f"{torch.version.cuda}); run on a machine with a CUDA GPU, or use --device cpu"
+        )
+    return ""
+
+
+# -- what runs -------------------------------------------------------------------------------
+
+VARIANTS = (
+    "norse eager",
+    "lifexport eager scan",
+    "lifexport eager triton",
+    "lifexport compiled scan",
+    "lifexport compiled triton",
+)
+
+
 def _linear(cfg: Config) -> torch.nn.Linear:
+    """W2's Linear layer: the same weights for every variant."""
     torch.manual_seed(1)
     return torch.nn.Linear(cfg.n, cfg.n)
 
 
-def _norse(linear: torch.nn.Linear | None):
+def _norse(linear: torch.nn.Linear | None, device: str) -> Run:
     """Norse 1.1.0's way: its LIFRefracCell in a Python loop over time."""
     from norse.torch import LIFRefracCell
 
-    cell = LIFRefracCell()
+    cell = LIFRefracCell().to(device)
 
     def run(x):
         h = x if linear is None else linear(x)
@@ -88,131 +169,583 @@ def _norse(linear: torch.nn.Linear | None):
     return run
 
 
-def _model(linear: torch.nn.Linear | None) -> torch.nn.Module:
-    return LIFRefrac() if linear is None else SequentialState(linear, LIFRefrac())
+def build(variant: str, linear: torch.nn.Linear | None, device: str) -> Run:
+    """The variant's model on ``device`` as a function from input to spikes; W2 with
+    ``linear``, W1 without."""
+    if linear is not None:
+        linear = copy.deepcopy(linear).to(device)
+    if variant == "norse eager":
+        return _norse(linear, device)
+    backend = variant.rsplit(" ", 1)[-1]
+    neurons = LIFRefrac(backend=backend)
+    model = (neurons if linear is None else SequentialState(linear, neurons)).to(device)
+    if " compiled " in variant:
+        model = lifexport_compile(model)
+    return lambda x: model(x)[0]
 
 
-def _have_norse() -> bool:
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0]
+
+
+def _have(module: str) -> bool:
     try:
-        import norse.torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # a module object without a spec, as in some test set-ups
+        return module in sys.modules
 
 
-def _ort_rows(workload: str, model: torch.nn.Module, x: torch.Tensor, cfg: Config, add) -> None:
-    """The sequence graph over the whole input, and the step graph at B=1, per step."""
+def variants(cfg: Config, notes: list[str]) -> list[str]:
+    """The variants this run measures; why any other is left out goes to ``notes``."""
+    chosen = []
+    for variant in VARIANTS:
+        why = ""
+        if variant == "norse eager" and not cfg.norse:
+            why = "left out (--no-norse)"
+        elif variant == "norse eager" and not _have("norse"):
+            why = "Norse is not installed (pip install norse==1.1.0)"
+        elif " compiled " in variant and not cfg.compiled:
+            why = "left out (--no-compiled)"
+        elif variant.endswith("triton") and cfg.device == "cpu":
+            why = (
+                "CUDA only: on CPU the kernels run only in Triton's interpreter "
+                "(TRITON_INTERPRET=1), a correctness tool, not a speed measure"
+            )
+        elif variant.endswith("triton") and not triton_available():
+            why = "Triton is not installed"
+        if why:
+            notes.append(f"{variant}: {why}")
+        else:
+            chosen.append(variant)
+    return chosen
+
+
+def _input(cfg: Config, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    torch.manual_seed(0)
+    return 3 * torch.rand(shape or (cfg.t, cfg.b, cfg.n), device=cfg.device)  # (T, B, N)
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+def _time_both(cfg: Config, run: Run, x: torch.Tensor) -> tuple[float, float]:
+    """Median ms of ``run`` forward (no grad) and forward+backward (w.r.t. the input)."""
+    x_grad = x.detach().clone().requires_grad_()
+
+    def forward():
+        with torch.no_grad():
+            run(x)
+
+    def forward_backward():
+        x_grad.grad = None
+        run(x_grad).sum().backward()
+
+    return cfg.timed(forward), cfg.timed(forward_backward)
+
+
+def _floors(cfg: Config, x: torch.Tensor, add: Callable) -> None:
+    weight = _linear(cfg).weight.detach().to(cfg.device).t()  # (N, N): x @ W as Linear does
+    add("-", "floor: copy", "forward", cfg.timed(lambda: x.clone()))
+    add("-", "floor: gemm", "forward", cfg.timed(lambda: x @ weight))
+
+
+def _onnxruntime(notes: list[str]) -> Any:
+    try:
+        import onnxruntime
+    except ImportError as error:
+        notes.append(f"onnxruntime rows: onnxruntime does not import ({error})")
+        return None
+    return onnxruntime
+
+
+def _cuda_session(ort: Any, path: Path, notes: list[str]) -> Any:
+    """A CUDA EP session whose matrix products use TF32 exactly when torch's do (torch's
+    float32 default is off), or None with the reason in ``notes``."""
+    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu finds the CUDA libraries torch ships
+        ort.preload_dlls()
+    available = ort.get_available_providers()
+    if CUDA_EP not in available:
+        notes.append(
+            f"onnxruntime CUDA EP: not in onnxruntime {ort.__version__}'s providers "
+            f"{available}; install onnxruntime-gpu"
+        )
+        return None
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    tf32 = "1" if torch.backends.cuda.matmul.allow_tf32 else "0"
+    cuda = (CUDA_EP, {"device_id": str(torch.cuda.current_device()), "use_tf32": tf32})
+    session = ort.InferenceSession(str(path), options, providers=[cuda, CPU_EP])
+    if session.get_providers()[0] != CUDA_EP:
+        notes.append(f"onnxruntime CUDA EP: the session fell back to {session.get_providers()}")
+        return None
+    return session
+
+
+def _io_bound(session: Any, x: torch.Tensor) -> Callable[[], object]:
+    """A run of ``session`` on the device tensor ``x`` in place, outputs left on the device."""
+    import numpy as np
+
+    x = x.contiguous()
+    device = torch.cuda.current_device()
+    binding = session.io_binding()
+    binding.bind_input(X, "cuda", device, np.float32, list(x.shape), x.data_ptr())
+    for output in session.get_outputs():
+        binding.bind_output(output.name, "cuda", device)
+    return lambda: (session.run_with_iobinding(binding), x)  # x stays alive with the binding
+
+
+def _ort_rows(
+    workload: str, model_cpu: torch.nn.Module, x: torch.Tensor, cfg: Config, add, result, log
+) -> None:
+    """The sequence graph over the whole input (CPU EP; CUDA EP with --device cuda), and on
+    CPU the step graph at B=1, per step; each measured on its own."""
+    ort = _onnxruntime(result.notes)
+    if ort is None:
+        return
+    threads = cfg.threads or torch.get_num_threads()
+    x_host = x.cpu()
     with tempfile.TemporaryDirectory() as folder:
-        seq = to_onnx(model, x[:2], Path(folder) / "seq.onnx", with_state=False)
-        session = make_session(seq.path, threads=torch.get_num_threads())
-        feeds = {"x": x.numpy()}
-        add(
-            workload,
-            "onnxruntime sequence",
-            "forward",
-            cfg.timed(lambda: session.run(None, feeds)),
-        )
+        seq = to_onnx(model_cpu, x_host[:2], Path(folder) / "seq.onnx", with_state=False)
 
-        step = to_onnx(model, x[0, :1], Path(folder) / "step.onnx", graph="step")
-        session = make_session(step.path, threads=1)
-        x1 = x[:, :1].numpy()  # (T, 1, N)
-        state = {name: t.numpy() for name, t in zip(step.state_names, _rest_state(model, x[0, :1]))}
-        names = [f"next_{n}" for n in step.state_names]
+        def cuda_ep():
+            session = _cuda_session(ort, seq.path, result.notes)
+            if session is not None:
+                run = _io_bound(session, x)
+                add(workload, "onnxruntime CUDA EP sequence", "forward", cfg.timed(run))
 
-        def stream():
-            s = dict(state)
-            for x_t in x1:
-                out = session.run(names, {"x": x_t, **s})
-                s = dict(zip(step.state_names, out))
+        def cpu_ep():
+            session = make_session(seq.path, threads=threads)
+            feeds = {X: x_host.numpy()}
+            ms = median_ms(lambda: session.run(None, feeds), cfg.repeats, cfg.warmup)
+            add(workload, "onnxruntime CPU EP sequence", "forward", ms)
 
-        add(
-            workload,
-            "onnxruntime step B=1",
-            "per step",
-            cfg.timed(stream) / cfg.t,
-        )
+        if cfg.device == "cuda":
+            result.attempt(f"{workload} onnxruntime CUDA EP sequence", cuda_ep, log)
+        result.attempt(f"{workload} onnxruntime CPU EP sequence", cpu_ep, log)
+        if cfg.device == "cpu":
+
+            def step():
+                _ort_step_row(workload, model_cpu, x_host, cfg, add, Path(folder))
+
+            result.attempt(f"{workload} onnxruntime CPU EP step", step, log)
 
 
-def _rest_state(model, x_step):
-    return flatten_state(model.initial_state(x_step))[0]
+def _ort_step_row(workload, model, x, cfg: Config, add, folder: Path) -> None:
+    """The step graph on the CPU EP at B=1, driven once per step; ms per step."""
+    step = to_onnx(model, x[0, :1], folder / "step.onnx", graph="step")
+    session = make_session(step.path, threads=1)
+    x1 = x[:, :1].numpy()  # (T, 1, N)
+    rest = model.initial_state(x[0, :1])
+    state = dict(zip(step.state_names, (t.numpy() for t in StateLayout(rest).flatten(rest))))
+    names = list(step.contract.next_names)
+
+    def stream():
+        s = dict(state)
+        for x_t in x1:
+            out = session.run(names, {X: x_t, **s})
+            s = dict(zip(step.state_names, out))
+
+    add(workload, "onnxruntime CPU EP step B=1", "per step", cfg.timed(stream) / cfg.t)
 
 
-def bench(cfg: Config, log: Callable[[str], None] = print) -> list[dict]:
-    """Measure every row; returns them as dicts (workload, variant, pass_, ms)."""
+# -- peak memory -----------------------------------------------------------------------------
+
+CPU_MEMORY_METHOD = (
+    "CPU: peak resident set (VmHWM, reset through /proc/self/clear_refs) of a fresh process "
+    "over one W1 forward+backward, minus its resident set before (input allocated, graphs "
+    "compiled at T=2)"
+)
+CUDA_MEMORY_METHOD = (
+    "CUDA: torch.cuda.max_memory_allocated over one W1 forward+backward minus "
+    "torch.cuda.memory_allocated before it (input allocated, graphs compiled)"
+)
+
+
+def _cuda_peak(run: Run, x: torch.Tensor) -> int:
+    """Bytes allocated at the peak of one forward+backward above those allocated before."""
+    x_grad = x.detach().clone().requires_grad_()
+    gc.collect()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    run(x_grad).sum().backward()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
+def _status_kb(key: str) -> int:
+    match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    if match is None:
+        raise RuntimeError(f"no {key} in /proc/self/status")
+    return int(match.group(1))
+
+
+def peak_child(spec: str) -> None:
+    """In a fresh process: print the resident bytes at the peak of one W1 forward+backward
+    of ``spec``'s variant (JSON: variant, config) above the resident bytes before it."""
+    spec_data = json.loads(spec)
+    cfg = Config(**spec_data["config"])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(0)
-    x = 3 * torch.rand(cfg.t, cfg.b, cfg.n)
-    rows = []
+    run = build(spec_data["variant"], None, "cpu")
+    small = _input(cfg, (2, cfg.b, cfg.n)).requires_grad_()
+    run(small).sum().backward()  # compiles, and makes every lazy first-call allocation
+    x = _input(cfg).requires_grad_()
+    del small
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    base = _status_kb("VmRSS")
+    run(x).sum().backward()
+    print(json.dumps({"peak_bytes": 1024 * (_status_kb("VmHWM") - base)}))
 
-    def add(workload, variant, pass_, ms):
-        rows.append(dict(workload=workload, variant=variant, pass_=pass_, ms=round(ms, 4)))
-        log(f"  {workload:3s} {variant:22s} {pass_:8s} {ms:9.3f} ms")
 
-    out = torch.empty_like(x)
-    add("-", "floor: copy", "forward", cfg.timed(lambda: out.copy_(x)))
-    weight = torch.randn(cfg.n, cfg.n) / cfg.n**0.5
-    flat, product = x.reshape(-1, cfg.n), torch.empty(cfg.t * cfg.b, cfg.n)
-    add(
-        "-",
-        "floor: gemm",
-        "forward",
-        cfg.timed(lambda: torch.mm(flat, weight, out=product)),
+def _cpu_peak(variant: str, cfg: Config) -> int:
+    """:func:`peak_child` in a subprocess: a fresh process, whose allocator holds no memory
+    freed by earlier rows (which would hide new allocations from the resident set)."""
+    spec = json.dumps(dict(variant=variant, config=asdict(cfg)))
+    package_root = str(Path(__file__).resolve().parent.parent)
+    path = os.environ.get("PYTHONPATH", "")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, path) if p))
+    code = "import sys; from lifexport._bench import peak_child; peak_child(sys.argv[1])"
+    done = subprocess.run(
+        [sys.executable, "-c", code, spec], capture_output=True, text=True, env=env
     )
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        error = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the measuring process failed (exit {done.returncode}): {error}")
+    return int(json.loads(lines[-1])["peak_bytes"])
 
-    with_norse = cfg.norse and _have_norse()
-    for workload in ("W1", "W2"):
-        variants = {}
-        if with_norse:
-            variants["norse eager"] = _norse(_linear(cfg) if workload == "W2" else None)
-        eager = _model(_linear(cfg) if workload == "W2" else None)
-        variants["lifexport eager"] = lambda x, m=eager: m(x)[0]
-        compiled = lifexport_compile(_model(_linear(cfg) if workload == "W2" else None))
-        variants["lifexport compiled"] = lambda x, m=compiled: m(x)[0]
-        for name, run in variants.items():
 
-            def forward(run=run):
-                with torch.no_grad():
-                    run(x)
-
-            x_grad = x.clone().requires_grad_()
-
-            def forward_backward(run=run, x_grad=x_grad):
-                run(x_grad).sum().backward()
-
-            add(workload, name, "forward", cfg.timed(forward))
-            add(workload, name, "fwd+bwd", cfg.timed(forward_backward))
-        if cfg.onnxruntime:
-            _ort_rows(workload, eager, x, cfg, add)
+def _memory_rows(cfg: Config, runs: dict[str, Run], x: torch.Tensor, log, notes) -> list:
+    """Peak memory of one W1 forward+backward for each variant in ``runs``."""
+    input_bytes = x.numel() * x.element_size()
+    rows = []
+    for variant, run in runs.items():
+        try:
+            peak = _cuda_peak(run, x) if cfg.device == "cuda" else _cpu_peak(variant, cfg)
+        except (OSError, RuntimeError, ValueError) as error:
+            notes.append(f"peak memory of {variant}: not measured ({error})")
+            continue
+        row = dict(
+            variant=variant,
+            peak_mb=round(peak / 1e6, 3),
+            input_mb=round(input_bytes / 1e6, 3),
+            x_input=round(peak / input_bytes, 2),
+        )
+        log(f"  mem {variant:26s} +{row['peak_mb']:.4g} MB ({row['x_input']}x the input)")
+        rows.append(row)
     return rows
 
 
-def ratios(rows: list[dict]) -> dict[str, float]:
-    """The ratios the targets are stated in, from rows of one run."""
-    ms = {(r["workload"], r["variant"], r["pass_"]): r["ms"] for r in rows}
-    copy, gemm = ms[("-", "floor: copy", "forward")], ms[("-", "floor: gemm", "forward")]
+# -- SpikingJelly ----------------------------------------------------------------------------
 
-    def compiled(w, p):
-        return ms[(w, "lifexport compiled", p)]
 
-    out = {
-        "W1 fwd compiled / copy floor (target <= 4)": compiled("W1", "forward") / copy,
-        "W2 fwd compiled / gemm floor (target <= 1.3)": compiled("W2", "forward") / gemm,
+def spikingjelly_absent(device: str) -> str:
+    """Why the SpikingJelly comparison cannot run ("" when it can)."""
+    reasons = []
+    if not _have("spikingjelly"):
+        reasons.append(
+            "spikingjelly is not installed (not a lifexport dependency; pip install "
+            "spikingjelly for the comparison)"
+        )
+    if device != "cuda":
+        reasons.append("its Triton LIF runs on CUDA only (use --device cuda)")
+    return "; ".join(reasons)
+
+
+def _spikingjelly_node(device: str) -> tuple[Any, Any]:
+    """SpikingJelly's multi-step LIFNode (tau=2) on its Triton implementation, and its
+    ``functional`` module."""
+    # Releases without a ``backend`` argument pick the CUDA implementation from this variable.
+    os.environ.setdefault("SJ_LIF_CUDA_IMPLEMENTATION", "triton")
+    from spikingjelly.activation_based import functional, neuron
+
+    kwargs: dict[str, Any] = dict(tau=2.0, step_mode="m")
+    if "backend" in inspect.signature(neuron.LIFNode).parameters:
+        kwargs["backend"] = "triton"
+    return neuron.LIFNode(**kwargs).to(device), functional
+
+
+def _spikingjelly_implementation(node: Any, functional: Any, device: str) -> str:
+    """The implementation SpikingJelly ran (its own report where it has one)."""
+    if hasattr(functional, "neuron_implementation"):  # chosen on the first CUDA call
+        chosen = functional.neuron_implementation("lif", torch.device(device))
+        return str(chosen.get("implementation", chosen) if isinstance(chosen, dict) else chosen)
+    return f"backend={getattr(node, 'backend', '?')}"
+
+
+def _spikingjelly_rows(cfg: Config, add, result: Result, log) -> None:
+    """SpikingJelly's Triton LIF and lifexport's ``LIF`` (eager and compiled, triton backend)
+    at :data:`SPIKINGJELLY_SHAPE`, forward and forward+backward, each measured on its own."""
+    absent = spikingjelly_absent(cfg.device)
+    if absent:
+        result.notes.append(f"SpikingJelly rows: absent: {absent}")
+        return
+    x = _input(cfg, SPIKINGJELLY_SHAPE)
+    workload = "LIF T={} B={} N={}".format(*SPIKINGJELLY_SHAPE)
+
+    def measure(name: str, run: Run) -> None:
+        forward, forward_backward = _time_both(cfg, run, x)
+        add(workload, name, "forward", forward)
+        add(workload, name, "fwd+bwd", forward_backward)
+
+    def spikingjelly() -> None:
+        node, functional = _spikingjelly_node(cfg.device)
+
+        def run(x):
+            functional.reset_net(node)  # a fresh state each run, as its tutorial does
+            return node(x)
+
+        run(x[:1])
+        implementation = _spikingjelly_implementation(node, functional, cfg.device)
+        measure(f"spikingjelly LIFNode ({implementation})", run)
+
+    result.attempt("spikingjelly LIFNode", spikingjelly, log)
+    if not triton_available():
+        result.notes.append("lifexport LIF rows beside SpikingJelly: Triton is not installed")
+        return
+    for kind in ("eager", "compiled"):
+
+        def ours(kind=kind) -> None:
+            model = LIF(backend="triton").to(cfg.device)
+            model = lifexport_compile(model) if kind == "compiled" else model
+            measure(f"lifexport LIF {kind} triton", lambda x: model(x)[0])
+
+        result.attempt(f"lifexport LIF {kind} triton", ours, log)
+
+
+# -- one run ---------------------------------------------------------------------------------
+
+
+def _version(module: str) -> str:
+    if not _have(module):
+        return "not installed"
+    try:
+        return str(getattr(__import__(module), "__version__", "?"))
+    except Exception as error:  # reported, not fatal: the rows say what ran
+        return f"does not import ({type(error).__name__})"
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        return f"{torch.cuda.get_device_name()} (CUDA {torch.version.cuda})"
+    name = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
+        name = found.group(1).strip() if found else name
+    return f"{name}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def command_line(cfg: Config) -> str:
+    """The ``lifexport bench`` command that repeats this run."""
+    words = ["lifexport", "bench"]
+    always = ("t", "b", "n", "device")  # the shape and the device, even at their defaults
+    for name, default in asdict(Config()).items():
+        value = getattr(cfg, name)
+        if isinstance(default, bool) and value != default:
+            words.append(f"--{name}" if value else f"--no-{name}")
+        elif not isinstance(default, bool) and (value != default or name in always):
+            words += [f"--{name}", str(value)]
+    return " ".join(words)
+
+
+def environment(cfg: Config) -> dict[str, str]:
+    """What the figures depend on: device, library versions, precision, the command."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    return {
+        "command": command_line(cfg),
+        "device": _device_name(cfg.device),
+        "torch": torch.__version__,
+        "onnxruntime": _version("onnxruntime"),
+        "triton": _version("triton"),
+        "norse": _version("norse"),
+        "spikingjelly": _version("spikingjelly"),
+        "float32 matmul": "TF32" if tf32 else "strict float32 (TF32 off; also on the CUDA EP)",
     }
-    for w, target in (("W1", 10), ("W2", 3)):
-        for p in ("forward", "fwd+bwd"):
-            out[f"{w} {p} lifexport eager / compiled"] = ms[(w, "lifexport eager", p)] / compiled(
-                w, p
-            )
-            if (w, "norse eager", p) in ms:
-                suffix = f" (target >= {target})" if p == "fwd+bwd" else ""
-                out[f"{w} {p} norse eager / lifexport compiled{suffix}"] = ms[
-                    (w, "norse eager", p)
-                ] / compiled(w, p)
-        if (w, "onnxruntime sequence", "forward") in ms:
-            target = " (target <= 1.2)" if w == "W2" else ""
-            out[f"{w} onnxruntime sequence / lifexport compiled, forward{target}"] = ms[
-                (w, "onnxruntime sequence", "forward")
-            ] / compiled(w, "forward")
-    return {k: round(v, 2) for k, v in out.items()}
 
+
+@dataclass
+class Result:
+    """One run: its configuration, environment, timed rows, memory rows, and notes on what
+    was left out and why."""
+
+    config: Config
+    rows: list[dict] = field(default_factory=list)  # workload, variant, pass_, ms
+    memory: list[dict] = field(default_factory=list)  # variant, peak_mb, input_mb, x_input
+    notes: list[str] = field(default_factory=list)  # what was left out, and why
+    failures: list[str] = field(default_factory=list)  # what raised while measuring
+    environment: dict[str, str] = field(default_factory=dict)
+
+    def attempt(self, what: str, fn: Callable[[], object], log: Callable[[str], None]) -> None:
+        """Run one measurement; if it raises, record the failure and go on with the next."""
+        try:
+            fn()
+        except Exception as error:  # reported in the output and the exit status
+            message = f"{what}: {type(error).__name__}: {_first_line(error)}"
+            self.failures.append(message)
+            log(f"  FAILED {message}")
+
+    def ratios(self) -> dict[str, float]:
+        """:func:`ratios` of this run's rows."""
+        return ratios(self.rows, self.config.device)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-ready, with the ratios and how memory was measured."""
+        data = asdict(self)
+        data["ratios"] = self.ratios()
+        data["memory_method"] = self.memory_method
+        return data
+
+    @property
+    def memory_method(self) -> str:
+        """How the peak memory was measured on this run's device."""
+        return CUDA_MEMORY_METHOD if self.config.device == "cuda" else CPU_MEMORY_METHOD
+
+    def format(self) -> str:
+        """Markdown: the environment, the timings, the ratios, peak memory, the notes."""
+        cfg = self.config
+        lines = [f"`{self.environment.get('command', command_line(cfg))}`", ""]
+        lines += [f"- {k}: {v}" for k, v in self.environment.items() if k != "command"]
+        synchronised = "; CUDA-synchronised" if cfg.device == "cuda" else ""
+        lines += [
+            f"- input: (T, B, N) = ({cfg.t}, {cfg.b}, {cfg.n}) float32; medians of "
+            f"{cfg.repeats} runs after {cfg.warmup} warm-up runs{synchronised}",
+            "",
+            "| workload | variant | pass | ms (median) |",
+            "|---|---|---|---:|",
+        ]
+        lines += [
+            f"| {r['workload']} | {r['variant']} | {r['pass_']} | {r['ms']:.3f} |"
+            for r in self.rows
+        ]
+        summary = self.ratios()
+        if summary:
+            lines += ["", "| ratio (same run) | value |", "|---|---:|"]
+            lines += [f"| {k} | {v} |" for k, v in summary.items()]
+        if self.memory:
+            lines += ["", "| peak memory, one W1 forward+backward | MB | x input size |"]
+            lines += ["|---|---:|---:|"]
+            lines += [
+                f"| {m['variant']} | +{m['peak_mb']:.4g} | {m['x_input']} |" for m in self.memory
+            ]
+            lines += ["", f"Input: {self.memory[0]['input_mb']:.4g} MB. {self.memory_method}."]
+        if self.failures:
+            lines += ["", "FAILED:"] + [f"- {failure}" for failure in self.failures]
+        if self.notes:
+            lines += ["", "Not measured:"] + [f"- {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def bench(cfg: Config, log: Callable[[str], None] = print) -> Result:
+    """Measure every row of ``cfg`` (see the module docstring), logging each as it comes.
+
+    Raises:
+        ValueError: ``cfg.device`` is not usable here (see :func:`device_problem`).
+    """
+    problem = device_problem(cfg.device)
+    if problem:
+        raise ValueError(f"Config.device {cfg.device!r} cannot run: {problem}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    result = Result(cfg)
+
+    def add(workload, variant, pass_, ms):
+        result.rows.append(dict(workload=workload, variant=variant, pass_=pass_, ms=round(ms, 4)))
+        log(f"  {workload:3s} {variant:30s} {pass_:8s} {ms:9.3f} ms")
+
+    def attempt(what: str, fn: Callable[[], object]) -> None:
+        result.attempt(what, fn, log)
+
+    x = _input(cfg)
+    _floors(cfg, x, add)
+    w1_runs: dict[str, Run] = {}
+    for workload in ("W1", "W2"):
+        linear = _linear(cfg) if workload == "W2" else None
+        for variant in variants(cfg, result.notes if workload == "W1" else []):
+
+            def measure(variant=variant, linear=linear, workload=workload):
+                run = build(variant, linear, cfg.device)
+                forward, forward_backward = _time_both(cfg, run, x)
+                add(workload, variant, "forward", forward)
+                add(workload, variant, "fwd+bwd", forward_backward)
+                if workload == "W1":
+                    w1_runs[variant] = run
+
+            attempt(f"{workload} {variant}", measure)
+        if cfg.onnxruntime:
+            model = LIFRefrac() if linear is None else SequentialState(linear, LIFRefrac())
+            attempt(
+                f"{workload} onnxruntime export",
+                lambda w=workload, m=model: _ort_rows(w, m, x, cfg, add, result, log),
+            )
+    if not cfg.onnxruntime:
+        result.notes.append("onnxruntime rows: left out (--no-onnxruntime)")
+    if cfg.memory:
+        result.memory = _memory_rows(cfg, w1_runs, x, log, result.notes)
+    else:
+        result.notes.append("peak memory: left out (--no-memory)")
+    if cfg.spikingjelly:
+        _spikingjelly_rows(cfg, add, result, log)
+    else:
+        result.notes.append("SpikingJelly rows: not requested (--spikingjelly adds them)")
+    result.environment = environment(cfg)  # last: spikingjelly is imported as its rows need
+    return result
+
+
+def _target(device: str, kind: str, workload: str, variant: str, pass_: str) -> str:
+    """The bound the speed issues set for a ratio, as " (target ...)", or ""."""
+    eager, compiled = " eager " in variant, variant == "lifexport compiled scan"
+    w1_training = (workload, pass_) == ("W1", "fwd+bwd")
+    if device == "cuda":
+        bound = {
+            "copy": "<= 3",
+            "gemm": "<= 1.3",
+            "norse": ">= 5" if eager else (">= 30" if w1_training else ""),
+            "CUDA EP": "<= 1.5 at (500, 256, 1024)",
+            "EP": "< 1 at (100, 32, 512)",
+            "spikingjelly": ">= 1",
+        }.get(kind, "")
+    else:  # the CPU targets, which the compiled scan path is held to
+        bound = {
+            "copy": "<= 4",
+            "gemm": "<= 1.3",
+            "norse": ({"W1": ">= 10", "W2": ">= 3"}[workload] if pass_ == "fwd+bwd" else ""),
+            "CPU EP": "<= 1.2" if workload == "W2" else "",
+        }.get(kind, "")
+        bound = bound if compiled else ""
+    return f" (target {bound})" if bound else ""
+
+
+def ratios(rows: list[dict], device: str = "cpu") -> dict[str, float]:
+    """The ratios the targets are stated in, from the rows of one run (those present):
+    lifexport against the floors and against Norse, onnxruntime against ``lifexport.compile``
+    and its CUDA EP against its CPU EP, SpikingJelly against lifexport."""
+    ms = {(r["workload"], r["variant"], r["pass_"]): r["ms"] for r in rows}
+    out: dict[str, float] = {}
+
+    def put(kind: str, w: str, p: str, num: str, den: str, text: str = "") -> None:
+        top, bottom = (w, num, p), ("-" if den.startswith("floor") else w, den, p)
+        if top in ms and bottom in ms and ms[bottom] > 0:
+            variant = den if den.startswith("lifexport") else num
+            target = _target(device, kind, w, variant, p)
+            out[f"{w} {p} {text or f'{num} / {den}'}{target}"] = ms[top] / ms[bottom]
+
+    ours = [v for v in VARIANTS if v.startswith("lifexport")]
+    for w, floor in (("W1", "copy"), ("W2", "gemm")):
+        for v in ours:
+            put(floor, w, "forward", v, f"floor: {floor}", f"{v} / {floor} floor")
+        for p in ("forward", "fwd+bwd"):
+            for v in ours:
+                put("norse", w, p, "norse eager", v)
+        for ep in ("CUDA EP", "CPU EP"):
+            for v in ("lifexport compiled scan", "lifexport compiled triton"):
+                put(ep, w, "forward", f"onnxruntime {ep} sequence", v)
+        cuda, cpu = (f"onnxruntime {ep} sequence" for ep in ("CUDA EP", "CPU EP"))
+        put("EP", w, "forward", cuda, cpu, "onnxruntime CUDA EP / CPU EP sequence")
+    for w, variant, p in ms:
+        if variant.startswith("spikingjelly"):
+            for v in ("eager", "compiled"):
+                put("spikingjelly", w, p, variant, f"lifexport LIF {v} triton")
+    return {k: round(v, 2) for k, v in out.items()}
