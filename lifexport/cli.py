@@ -111,6 +111,41 @@ def _load_model(spec: str) -> torch.nn.Module:
     return model
 
 
+def _load_tensor(path: str, option: str) -> Any:
+    """A tensor saved with ``torch.save``, loaded with ``weights_only=True`` (no code runs)."""
+    import pickle
+
+    import torch
+
+    try:
+        value = torch.load(path, weights_only=True)
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as error:
+        raise UsageError(f"cannot read {option} {path!r}: {error}") from None
+    if not isinstance(value, torch.Tensor):
+        raise UsageError(f"{option} {path!r} holds a {type(value).__name__}, not a tensor")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     return _int_at_least(text, 1, "a positive integer")
 
@@ -166,9 +201,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from lifexport.errors import ExportError
     from lifexport.export import to_onnx
+    from lifexport.graph import SOURCE_KEY
 
     model = _load_model(args.model)
     example = torch.zeros(args.shape)
+    if (args.quantize is None) != (args.calibration is None):
+        raise UsageError("--quantize int8 and --calibration FILE go together")
+    calibration = None if args.calibration is None else _load_tensor(args.calibration, "--calibration")
     try:
         exported = to_onnx(
             model,
@@ -177,7 +216,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             graph=args.graph,
             mode=args.mode,
             with_state=not args.no_state,
-            metadata={"lifexport.source": args.model},  # a hint for `lifexport validate`
+            metadata={SOURCE_KEY: args.model},  # a hint for `lifexport validate`
+            quantize=args.quantize,
+            calibration=calibration,
         )
     except (ExportError, ValueError, FileNotFoundError) as error:  # what to_onnx documents
         raise UsageError(str(error)) from None
@@ -188,8 +229,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         "inputs": list(exported.input_names),
         "outputs": list(exported.output_names),
     }
+    quantized = f", {exported.contract.quantize}" if exported.contract.quantize else ""
     text = (
-        f"wrote {exported.path} ({exported.graph} graph, {exported.mode})\n"
+        f"wrote {exported.path} ({exported.graph} graph, {exported.mode}{quantized})\n"
         f"  inputs:  {', '.join(exported.input_names)}\n"
         f"  outputs: {', '.join(exported.output_names)}"
     )
@@ -197,12 +239,68 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate a file against the model the user names: never code that the file names."""
-    import pickle
+def cmd_nir_export(args: argparse.Namespace) -> int:
+    """A lifexport model to a NIR file (written atomically)."""
+    import os
+    import tempfile
 
+    from lifexport.nir import to_nir
+
+    output = Path(args.output)
+    if not output.parent.is_dir():
+        raise UsageError(f"output {args.output!r}: folder {str(output.parent)!r} does not exist")
+    model = _load_model(args.model)
+    try:
+        import nir
+
+        graph = to_nir(model, args.dt, input_shape=args.input_shape)
+    except (ImportError, TypeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        nir.write(temporary, graph)
+        os.replace(temporary, output)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    nodes = {name: type(node).__name__ for name, node in graph.nodes.items()}
+    _emit(args, {"path": str(output), "nodes": nodes}, f"wrote {output}: {len(nodes)} NIR nodes")
+    return EXIT_OK
+
+
+def cmd_nir_import(args: argparse.Namespace) -> int:
+    """A NIR file to an ONNX file, through lifexport's layers (the NIR file runs no code)."""
     import torch
 
+    from lifexport.errors import ExportError
+    from lifexport.export import to_onnx
+    from lifexport.nir import from_nir
+
+    source = Path(args.nir)
+    if not source.is_file():
+        raise UsageError(f"nir file {args.nir!r} does not exist")
+    try:
+        import nir
+
+        graph = nir.read(str(source))
+    except ImportError as error:
+        raise UsageError(f"{error}; pip install nir") from None
+    except Exception as error:  # h5py's errors for a file that is not a NIR graph
+        raise UsageError(f"cannot read nir file {args.nir!r}: {error}") from None
+    try:
+        model = from_nir(graph, args.dt)
+        exported = to_onnx(model, torch.zeros(args.shape), args.output, graph=args.graph)
+    except (ExportError, TypeError, ValueError, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
+    layers = [type(m).__name__ for m in model]
+    text = f"read {source} as {', '.join(layers)}; wrote {exported.path} ({exported.graph} graph)"
+    _emit(args, {"layers": layers, "path": str(exported.path)}, text)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate a file against the model the user names: never code that the file names."""
     from lifexport.validation import read_graph, validate
 
     try:
@@ -217,14 +315,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"with{hint}"
         )
     model = _load_model(args.model)
-    inputs = None
-    if args.input is not None:
-        try:
-            inputs = torch.load(args.input, weights_only=True)
-        except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as error:
-            raise UsageError(f"cannot read --input {args.input!r}: {error}") from None
+    inputs = None if args.input is None else _load_tensor(args.input, "--input")
     try:
-        report = validate(model, info.path, inputs, tuple(args.providers), steps=args.steps)
+        report = validate(
+            model,
+            info.path,
+            inputs,
+            tuple(args.providers),
+            steps=args.steps,
+            precision=args.precision,
+            flip_budget=args.flip_budget,
+        )
     except (ValueError, TypeError, FileNotFoundError) as error:  # what validate documents
         raise UsageError(str(error)) from None
     _emit(args, report.to_dict(), report.format())
@@ -232,49 +333,55 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure and print the markdown tables (``--json``: one document); progress on stderr.
+    Exit 1 when a measurement raised (the others are still printed)."""
     from lifexport import _bench
 
     cfg = _bench.Config(**{f.name: getattr(args, f.name) for f in fields(_bench.Config)})
-    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    rows = _bench.bench(cfg, log=log)
-    summary = _bench.ratios(rows)
-    data = dict(config=asdict(cfg), rows=rows, ratios=summary)
-    text = "ratios:\n" + "\n".join(f"  {k}: {v}" for k, v in summary.items())
-    _emit(args, data, text)
+    problem = _bench.device_problem(cfg.device)
+    if problem:  # before any work: `--device cuda` where torch sees no GPU
+        raise UsageError(
+            f"argument --device: expected a device torch can use here, got {cfg.device!r}: "
+            f"{problem}"
+        )
+    result = _bench.bench(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    _emit(args, result.to_dict(), result.format())
+    if result.failures:  # the other rows are printed; the run as a whole did not succeed
+        print(
+            f"lifexport bench: {len(result.failures)} measurement(s) failed: "
+            f"{_one_line('; '.join(result.failures))}",
+            file=sys.stderr,
+        )
+        return EXIT_MISMATCH
     return EXIT_OK
 
 
 # -- parser -----------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="lifexport",
-        description="LIF-refrac spiking networks: export to ONNX, validate in onnxruntime, bench.",
-        epilog="exit codes: 0 ok, 1 validation mismatch, 2 usage error",
+def _command(commands, name: str, help: str, run: Callable) -> argparse.ArgumentParser:
+    sub = commands.add_parser(name, help=help, description=help)
+    sub.add_argument("--json", action="store_true", help="print one JSON document")
+    sub.set_defaults(run=run)
+    return sub
+
+
+def _providers(sub: argparse.ArgumentParser) -> None:
+    from lifexport.validation import PROVIDERS
+
+    sub.add_argument(
+        "--providers",
+        nargs="+",
+        default=list(PROVIDERS),
+        metavar="PROVIDER",
+        help="onnxruntime execution providers (default: CPU and CUDA; an unavailable one "
+        "is reported, not dropped)",
     )
-    parser.add_argument("--version", action="version", version=f"lifexport {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help: str, run: Callable) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument("--json", action="store_true", help="print one JSON document")
-        sub.set_defaults(run=run)
-        return sub
 
-    def providers(sub: argparse.ArgumentParser) -> None:
-        from lifexport.validation import PROVIDERS
-
-        sub.add_argument(
-            "--providers",
-            nargs="+",
-            default=list(PROVIDERS),
-            metavar="PROVIDER",
-            help="onnxruntime execution providers (default: CPU and CUDA; an unavailable one "
-            "is reported, not dropped)",
-        )
-
-    demo = command(
+def _add_demo(commands) -> None:
+    demo = _command(
+        commands,
         "demo",
         "digits end to end: accuracy in torch and onnxruntime, export, parity, speed, raster",
         cmd_demo,
@@ -284,9 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=_positive_int, default=40, help="epochs with --train (default 40)"
     )
     demo.add_argument("--out", default="out", help="folder for the ONNX files and the picture")
-    providers(demo)
+    _providers(demo)
 
-    export = command("export", "export a lifexport model to ONNX", cmd_export)
+
+def _add_export(commands) -> None:
+    export = _command(commands, "export", "export a lifexport model to ONNX", cmd_export)
     export.add_argument("model", help="package.module:function returning the model")
     export.add_argument("output", help="the .onnx file to write")
     export.add_argument(
@@ -302,9 +411,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sequence graph without state inputs/outputs (starts from rest)",
     )
+    export.add_argument(
+        "--quantize", choices=("int8",), help="int8 Linear/Conv weights (QDQ); needs --calibration"
+    )
+    export.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="with --quantize: a tensor file (torch.save) of typical input, shaped like --shape",
+    )
 
-    check = command(
-        "validate", "run an exported file in onnxruntime against eager torch", cmd_validate
+
+def _add_validate(commands) -> None:
+    check = _command(
+        commands, "validate", "run an exported file in onnxruntime against eager torch", cmd_validate
     )
     check.add_argument("onnx", help="a .onnx file written by lifexport")
     check.add_argument(
@@ -317,11 +436,54 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--steps", type=_positive_int, default=None, help="time steps of the drive (default 200)"
     )
-    providers(check)
+    check.add_argument(
+        "--precision",
+        choices=("strict", "deployment"),
+        default=None,
+        help="strict: the graph in its dtype, CUDA without TF32; deployment: the providers' "
+        "own settings against a float32 reference, judged on --flip-budget (default: "
+        "deployment for an int8 file, else strict)",
+    )
+    check.add_argument(
+        "--flip-budget",
+        type=_fraction,
+        default=0.01,
+        help="deployment precision: the largest fraction of differing spikes that passes "
+        "(default 0.01)",
+    )
+    _providers(check)
 
-    bench = command("bench", "speed: eager, compiled, onnxruntime, Norse, floors", cmd_bench)
-    from lifexport._bench import Config
 
+def _add_nir(commands) -> None:
+    nir = commands.add_parser(
+        "nir", help="NIR files: write one from a model, or turn one into ONNX",
+        description="NIR (neuromorphic intermediate representation) in and out",
+    )
+    directions = nir.add_subparsers(dest="direction", required=True, metavar="DIRECTION")
+    out = _command(directions, "export", "write a lifexport model as a NIR file", cmd_nir_export)
+    out.add_argument("model", help="package.module:function returning the model")
+    out.add_argument("output", help="the .nir file to write")
+    out.add_argument("--input-shape", type=_shape, help="features of one sample, e.g. 2,34,34 "
+                     "(needed when the model starts with a Conv)")
+    into = _command(
+        directions, "import", "read a NIR file into lifexport layers and export ONNX", cmd_nir_import
+    )
+    into.add_argument("nir", help="a .nir file")
+    into.add_argument("output", help="the .onnx file to write")
+    into.add_argument("--shape", type=_shape, required=True, help="example input shape, e.g. 32,1,64")
+    into.add_argument("--graph", choices=("sequence", "step"), default="sequence")
+    for sub in (out, into):
+        sub.add_argument(
+            "--dt", type=_positive_float, default=1e-3, help="seconds per step (default 0.001)"
+        )
+
+
+def _add_bench(commands) -> None:
+    from lifexport._bench import DEVICES, Config
+
+    bench = _command(
+        commands, "bench", "speed: eager, compiled, onnxruntime, Norse, floors", cmd_bench
+    )
     default = Config()
     for name, kind, help in (  # one option per Config field
         ("t", _positive_int, "time steps"),
@@ -337,16 +499,37 @@ def build_parser() -> argparse.ArgumentParser:
             default=getattr(default, name),
             help=f"{help} (default {getattr(default, name)})",
         )
+    bench.add_argument(
+        "--device",
+        choices=DEVICES,
+        default=default.device,
+        help=f"where torch runs, and onnxruntime's CUDA EP with cuda (default {default.device})",
+    )
     for name, help in (
         ("norse", "include Norse 1.1.0 when it is installed"),
         ("onnxruntime", "include the onnxruntime rows"),
+        ("compiled", "include the lifexport.compile rows (each graph compiles first)"),
+        ("memory", "measure the peak memory of one W1 forward+backward per variant"),
+        ("spikingjelly", "add SpikingJelly's Triton LIF vs lifexport LIF at T=32 B=64 N=65536"),
     ):
         bench.add_argument(
             f"--{name}",
             action=argparse.BooleanOptionalAction,
             default=getattr(default, name),
-            help=f"{help} (default: yes)" if getattr(default, name) else help,
+            help=f"{help} (default: {'yes' if getattr(default, name) else 'no'})",
         )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="lifexport",
+        description="LIF-refrac spiking networks: export to ONNX, validate in onnxruntime, bench.",
+        epilog="exit codes: 0 ok, 1 validation mismatch, 2 usage error",
+    )
+    parser.add_argument("--version", action="version", version=f"lifexport {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo, _add_export, _add_validate, _add_nir, _add_bench):
+        add(commands)
     return parser
 
 

@@ -13,3 +13,13 @@ def perturbed_digits():
     with torch.no_grad():
         model[0].weight.mul_(1.5)
     return model
+
+
+def small_lif_stack():
+    """Linear -> LIF -> Linear -> LI over sequences: what NIR files carry both ways."""
+    import lifexport
+
+    torch.manual_seed(3)
+    return lifexport.SequentialState(
+        torch.nn.Linear(6, 8), lifexport.LIF(), torch.nn.Linear(8, 3), lifexport.LI()
+    )

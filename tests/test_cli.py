@@ -7,6 +7,7 @@ traceback matter, and in-process where only the result does.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import asdict
@@ -52,7 +53,7 @@ def usage_error(argv: list[str], capsys, *words: str) -> str:
     assert code == EXIT_USAGE, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith(f"lifexport {argv[0]}: error: "), err
+    assert re.match(rf"lifexport {argv[0]}( \w+)?: error: ", lines[0]), err  # `nir export`
     assert "Traceback" not in err
     for word in words:
         assert word in lines[0]
