@@ -82,7 +82,11 @@ def _split(args: tuple, model: KernelModel) -> tuple[tuple[Tensor, ...], Tensor 
 
 
 def _define(model: KernelModel) -> torch._ops.OpOverload:
-    """Define ``lifexport::<model>_sequence`` and its backward; return the forward op."""
+    """Define ``lifexport::<model>_sequence`` and its backward; return the forward op.
+
+    Long because the four registrations of one op (forward, fake, backward op, autograd)
+    share the closure over ``model`` and are read together.
+    """
     params = ", ".join(f"Tensor {p}" for p in model.params)
     tail = ", Tensor alpha, str method" if model.spikes else ""
     name = f"lifexport::{model.name}_sequence"

@@ -270,7 +270,10 @@ def backward_kernel(
     """Reverse time: from the gradients w.r.t. ``y`` ``(T, M)`` and the final state
     ``(NS, M)``, the gradients w.r.t. ``x`` ``(T, M)``, the initial state ``(NS, M)`` and each
     neuron's parameters ``(6, M)``. Chunk by chunk, from the last: recompute the chunk's states
-    from its checkpoint into this program's scratch ``(CHUNK, NS, BLOCK)``, then walk them back."""
+    from its checkpoint into this program's scratch ``(CHUNK, NS, BLOCK)``, then walk them back.
+
+    Long because a Triton kernel is one program: the reverse loop keeps its gradient carries in
+    registers, which helper functions cannot share without returning every carry each step."""
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
