@@ -126,24 +126,23 @@ def _load_tensor(path: str, option: str) -> Any:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _number_in(text: str, low: float, high: float, what: str, open_low: bool) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    finite = value == value and abs(value) != float("inf")
+    if not (finite and (low < value if open_low else low <= value) and value <= high):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _number_in(text, 0.0, float("inf"), "a positive number", open_low=True)
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
+    return _number_in(text, 0.0, 1.0, "a number in [0, 1]", open_low=False)
 
 
 def _positive_int(text: str) -> int:

@@ -110,45 +110,27 @@ def run_steps(
     constants: Mapping[str, np.ndarray],
     initial: Mapping[str, np.ndarray],
     target_steps: np.ndarray | None = None,
+    forced: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Drive a graph one step at a time, feeding ``next_state.*`` back into ``state.*``.
 
     A step graph takes ``xs[t]`` (and ``target_steps[t]``); a sequence graph takes one-step
     chunks ``xs[t:t+1]`` (its ``y`` loses that time axis) and the batch-first target as it
-    is. Returns each output stacked over steps, ``(T, ...)``.
+    is. With ``forced`` (teacher forcing), step ``t`` starts from ``forced[name][t]`` (cast to
+    the drive's dtype) instead of the graph's own state, so its outputs hold only that step's
+    local error. Returns each output stacked over steps, ``(T, ...)``.
     """
     chunks = info.graph == "sequence"
-    contract = info.contract
     state = dict(initial)
     rows: dict[str, list[np.ndarray]] = {name: [] for name in info.output_names}
     for t in range(xs.shape[0]):
+        if forced is not None:
+            state = {n: value[t].astype(xs.dtype, copy=False) for n, value in forced.items()}
         feeds = {**constants, X: xs[t : t + 1] if chunks else xs[t], **state}
         if target_steps is not None:
             feeds[TARGET] = target_steps if chunks else target_steps[t]
         out = _run(session, info, feeds)
         for name, value in out.items():
             rows[name].append(value[0] if chunks and name == Y else value)
-        state = {slot.name: out[slot.next_name] for slot in contract.states}
-    return {name: np.stack(values) for name, values in rows.items()}
-
-
-def run_teacher_forced(
-    session: Any,
-    info: GraphFile,
-    xs: np.ndarray,
-    constants: Mapping[str, np.ndarray],
-    states: Mapping[str, np.ndarray],
-) -> dict[str, np.ndarray]:
-    """Run every step from the reference's state before it (teacher forcing), not from the
-    graph's own: ``states[name][t]`` is state input ``name`` before step ``t``. Each step's
-    outputs then hold only that step's local error. Returns outputs stacked over steps."""
-    chunks = info.graph == "sequence"
-    rows: dict[str, list[np.ndarray]] = {name: [] for name in info.output_names}
-    dtype = xs.dtype
-    for t in range(xs.shape[0]):
-        feeds = {name: value[t].astype(dtype, copy=False) for name, value in states.items()}
-        feeds.update(constants)
-        feeds[X] = xs[t : t + 1] if chunks else xs[t]
-        for name, value in _run(session, info, feeds).items():
-            rows[name].append(value[0] if chunks and name == Y else value)
+        state = {slot.name: out[slot.next_name] for slot in info.contract.states}
     return {name: np.stack(values) for name, values in rows.items()}

@@ -42,7 +42,6 @@ from lifexport.validation._runtime import (
     resolve_providers,
     run_sequence,
     run_steps,
-    run_teacher_forced,
 )
 
 #: ``"strict"``: the graph checked as it is, TF32 off; ``"deployment"``: a deployment setting
@@ -468,7 +467,7 @@ def _diagnose(session: object, case: _Case) -> Diagnosis | None:
         s.name: np.concatenate([case.initial[s.name][None], reference.states[s.next_name][:-1]])
         for s in slots
     }
-    local = run_teacher_forced(session, info, case.xs, case.constants, before)
+    local = run_steps(session, info, case.xs, case.constants, case.initial, forced=before)
     torch_steps = {Y: reference.outputs[Y], **reference.states}
     local = {n: local[n] for n in torch_steps}
     bug = first_mismatch(torch_steps, local, stepped=set(torch_steps), **_comparison(case))
