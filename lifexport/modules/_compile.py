@@ -41,6 +41,27 @@ class CompiledSequence(torch.nn.Module):
         raise compile_error
 
 
+def _loops_on_the_host(module: torch.nn.Module) -> bool:
+    """Whether some time loop of ``module`` is a ``scan`` (the host runs its iterations), not
+    a fused kernel: a ``TimeLoop``, a recurrent layer, or a feed-forward sequence layer whose
+    backend will not pick the kernel for the module's device."""
+    from lifexport.kernels import triton_available
+    from lifexport.modules._neuron import FusedSequenceLayer, NeuronModule
+    from lifexport.modules.sequential import TimeLoop
+
+    on_cuda = any(t.is_cuda for t in (*module.parameters(), *module.buffers()))
+    for layer in module.modules():
+        if isinstance(layer, TimeLoop):
+            return True
+        if isinstance(layer, NeuronModule) and layer.is_sequence:
+            fused = isinstance(layer, FusedSequenceLayer) and (
+                layer.backend == "triton" or (layer.backend == "auto" and on_cuda)
+            )
+            if not (fused and triton_available()):
+                return True
+    return False
+
+
 def compile(module: torch.nn.Module, **kwargs: Any) -> torch.nn.Module:  # noqa: A001
     """``torch.compile(module, fullgraph=True, **kwargs)``, one graph for every T.
 
@@ -53,8 +74,10 @@ def compile(module: torch.nn.Module, **kwargs: Any) -> torch.nn.Module:  # noqa:
     CUDA graphs (``mode="reduce-overhead"`` or ``"max-autotune"``) cannot hold the ``scan``
     loop, whose trip count the host decides: torch 2.11 either fails ("storage data ptrs are
     not allocated in pool") or, with the loop's results copied into the pool, replays wrong
-    values. So a sequence module compiles in that mode with CUDA graphs skipped for its
-    (dynamic-T) graphs, and a warning says so; cells, which have no loop, get CUDA graphs.
+    values. So a sequence module with such a loop compiles in that mode with CUDA graphs
+    skipped for its (dynamic-T) graphs, and a warning says so. Cells, and sequence modules
+    whose every loop is a fused kernel (``backend="triton"``, or ``"auto"`` on a module already
+    on CUDA), have no host loop and get CUDA graphs (recorded once per T).
 
     Examples:
         >>> import lifexport
@@ -63,7 +86,7 @@ def compile(module: torch.nn.Module, **kwargs: Any) -> torch.nn.Module:  # noqa:
     """
     sequence = getattr(module, "is_sequence", False)
     mode = kwargs.get("mode")
-    if sequence and mode is not None:
+    if sequence and mode is not None and _loops_on_the_host(module):
         options = torch._inductor.list_mode_options(mode)
         if options.get("triton.cudagraphs"):
             warnings.warn(
