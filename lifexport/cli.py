@@ -16,7 +16,7 @@ import inspect
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -523,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lifexport",
         description="LIF-refrac spiking networks: export to ONNX, validate in onnxruntime, bench.",
-        epilog="exit codes: 0 ok, 1 validation mismatch, 2 usage error",
+        epilog="exit codes: 0 ok, 1 validation mismatch or failed measurement, 2 usage error",
     )
     parser.add_argument("--version", action="version", version=f"lifexport {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

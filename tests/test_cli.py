@@ -70,7 +70,7 @@ def test_help_lists_every_command(module):
     assert result.stdout.startswith("usage: lifexport ")
     for command in ("demo", "export", "validate", "bench"):
         assert command in result.stdout
-    assert "exit codes: 0 ok, 1 validation mismatch, 2 usage error" in result.stdout
+    assert "exit codes: 0 ok, 1 validation mismatch or failed measurement, 2 usage error" in result.stdout
 
 
 def test_python_m_lifexport_version():
