@@ -250,11 +250,11 @@ def cmd_nir_export(args: argparse.Namespace) -> int:
         raise UsageError(f"output {args.output!r}: folder {str(output.parent)!r} does not exist")
     model = _load_model(args.model)
     try:
-        import nir
-
-        graph = to_nir(model, args.dt, input_shape=args.input_shape)
+        graph = to_nir(model, args.dt, input_shape=args.input_shape)  # says how to get nir
     except (ImportError, TypeError, ValueError) as error:
         raise UsageError(str(error)) from None
+    import nir
+
     handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
     os.close(handle)
     try:
@@ -283,8 +283,8 @@ def cmd_nir_import(args: argparse.Namespace) -> int:
         import nir
 
         graph = nir.read(str(source))
-    except ImportError as error:
-        raise UsageError(f"{error}; pip install nir") from None
+    except ImportError:
+        raise UsageError("reading NIR files needs the nir package: pip install nir") from None
     except Exception as error:  # h5py's errors for a file that is not a NIR graph
         raise UsageError(f"cannot read nir file {args.nir!r}: {error}") from None
     try:
