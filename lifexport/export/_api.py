@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -154,11 +155,12 @@ def _check_request(
     metadata: Mapping[str, str] | None,
     quantize: str | None = None,
     calibration: Tensor | None = None,
-    unroll: int = 1,
+    unroll: int | None = None,
 ) -> None:
     """Stage 1: the arguments, before any tracing."""
     _check_quantize(quantize, calibration, mode, example_input)
-    if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1:
+    bad_unroll = isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1
+    if unroll is not None and bad_unroll:
         raise ValueError(f"unroll must be a positive int (steps per Scan iteration), got {unroll!r}")
     clash = sorted(set(metadata or {}) & {m.key for m in METADATA if m.required})
     if clash:
@@ -305,11 +307,16 @@ def _training_program(
     return _Program(traced.module, tuple(traced.args), tuple(traced.dynamic_shapes))
 
 
+def _unrolled(unroll: int | None):
+    """``unrolled_time_loop(unroll)``, or the setting around the call when ``None``."""
+    return nullcontext() if unroll is None else unrolled_time_loop(unroll)
+
+
 def _export(
-    model: torch.nn.Module, program: _Program, contract: GraphContract, metadata, unroll: int
+    model: torch.nn.Module, program: _Program, contract: GraphContract, metadata, unroll
 ):
     """Stage 6: the program as an ONNX model under the contract's names (not yet written)."""
-    with kept_modes(model), constant_surrogates(model), unrolled_time_loop(unroll):
+    with kept_modes(model), constant_surrogates(model), _unrolled(unroll):
         return export_program(
             program.module,
             program.args,
@@ -350,7 +357,7 @@ def to_onnx(
     metadata: Mapping[str, str] | None = None,
     quantize: Literal["int8"] | None = None,
     calibration: Tensor | None = None,
-    unroll: int = 1,
+    unroll: int | None = None,
 ) -> GraphFile:
     """Export a lifexport model to ONNX, checked and written atomically.
 
@@ -376,8 +383,9 @@ def to_onnx(
             spikes stay 0/1 and neuron state float32. Inference graphs only.
         calibration: with ``quantize``: typical input, shaped like ``example_input`` (T and
             B may differ), from which the layer input ranges are taken.
-        unroll: time steps per ``Scan`` iteration (1: one; the values do not change, only the
-            number of iterations; measured slower on the CPU execution provider).
+        unroll: time steps per ``Scan`` iteration (the values do not change, only the number
+            of iterations; measured slower on the CPU execution provider); ``None``: as
+            :func:`lifexport.modules.unrolled_time_loop` around the call sets it, else 1.
 
     Returns:
         The file's path and its contract: input, output and state names, in order.
@@ -410,7 +418,7 @@ def to_onnx(
     contract = _contract(model, example_input, probe, graph, mode, with_state, target)
     program = _program(model, example_input, target, probe, contract)
     if contract.training:
-        with unrolled_time_loop(unroll):
+        with _unrolled(unroll):
             program = _training_program(model, program, contract, loss)
     onnx_model = _export(model, program, contract, metadata, unroll)
     if quantize is not None:
