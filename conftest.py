@@ -1,7 +1,19 @@
-"""Doctests in lifexport/ see ``torch`` without importing it; ``cuda`` tests skip without CUDA."""
+"""Doctests in lifexport/ see ``torch`` without importing it; ``cuda`` tests skip without CUDA.
 
-import pytest
+Without CUDA, the fused-kernel tests run Triton's interpreter. Triton reads
+``TRITON_INTERPRET`` when it defines its jit functions, its own library's (``tl.zeros_like``)
+included, at its first import; torch may import triton while other tests are collected, so
+the variable is set here, before anything else is imported (triton 3.9).
+"""
+
+import os
+
 import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

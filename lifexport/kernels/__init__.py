@@ -12,10 +12,11 @@ Each sequence is a torch custom op (``lifexport::lif_refrac_sequence``, ``lif_se
 ``li_sequence``, each with a backward op), so it runs eagerly and inside
 ``torch.compile(fullgraph=True)`` without a graph break, and a new T does not recompile.
 
-Triton is optional: it is imported on the first kernel call, never at package import. On CUDA
-tensors the kernels are compiled; on CPU tensors they run in Triton's interpreter, which must be
-switched on with ``TRITON_INTERPRET=1`` before the kernels are first used in the process
-(Triton reads it when the kernels are defined): the tests do so (``tests/kernels/conftest.py``).
+Triton is optional: the kernels module is imported on the first kernel call, never at package
+import. On CUDA tensors the kernels are compiled; on CPU tensors they run in Triton's
+interpreter, which must be switched on with ``TRITON_INTERPRET=1`` before triton is first
+imported (``torch._dynamo`` imports it, so before importing lifexport; triton 3.9 reads it
+then): the test suite does so in its root ``conftest.py``.
 
 Which loop a sequence layer runs is its ``backend``: see :func:`use_kernel`.
 """
@@ -103,8 +104,8 @@ def use_kernel(backend: str, x: Tensor) -> bool:
     if not x.is_cuda and not _interpreted():
         raise RuntimeError(
             f"backend='triton' needs a CUDA tensor, or Triton's interpreter for a tensor on "
-            f"{x.device}: set TRITON_INTERPRET=1 in the environment before the first kernel "
-            "call of the process; or use backend='scan' or 'auto'"
+            f"{x.device}: set TRITON_INTERPRET=1 in the environment before the process "
+            "imports lifexport (or triton); or use backend='scan' or 'auto'"
         )
     if x.dtype not in DTYPES:
         raise RuntimeError(

@@ -3,8 +3,9 @@
 Imported lazily (by :mod:`lifexport.kernels._ops`, on the first call that runs a kernel), so
 the package imports without Triton. Whether the kernels are compiled for the GPU or run by
 Triton's interpreter (numpy, on CPU tensors) is fixed here, when they are defined: Triton reads
-``TRITON_INTERPRET`` at definition time, so it must be set before the first kernel call of a
-process; :data:`INTERPRETED` records which it was.
+``TRITON_INTERPRET`` when it is first imported and defines its jit functions (its own library's
+too), and ``torch._dynamo`` imports it, so the variable must be set before the process imports
+lifexport (triton 3.9); :data:`INTERPRETED` records which it was.
 
 Arithmetic: every operation of the step functions in :mod:`lifexport.functional`, in their
 order and rounding, so float32 spikes are bit-equal to the ``scan`` path. Launches pass
