@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import onnx
 import torch
 from torch import Tensor
 
@@ -26,9 +25,17 @@ from lifexport.errors import ExportError
 from lifexport.export._domain import check_mode
 from lifexport.export._files import save_model
 from lifexport.export._program import export_program, kept_modes
-from lifexport.export._quantize import QUANTIZE_KEY, quantize_int8
+from lifexport.export._quantize import quantize_int8
 from lifexport.export._training import trace_training_step
-from lifexport.graph import GRAPHS, METADATA, X, GraphContract, GraphFile, StateLayout
+from lifexport.graph import (
+    GRAPHS,
+    METADATA,
+    QUANTIZE_KEY,
+    X,
+    GraphContract,
+    GraphFile,
+    StateLayout,
+)
 from lifexport.modules import (
     as_sequence,
     constant_surrogates,
@@ -337,11 +344,9 @@ def _quantize(onnx_model, contract: GraphContract, calibration: Tensor):
         quantized = quantize_int8(onnx_model, feeds)
     finally:
         logging.disable(logging.NOTSET)
+    # quantize_int8 keeps the float file's metadata (the contract) and adds how it quantized
     how = next(p.value for p in quantized.metadata_props if p.key == QUANTIZE_KEY)
-    contract = replace(contract, quantize=how)
-    props = {p.key: p.value for p in quantized.metadata_props}
-    onnx.helper.set_model_props(quantized, {**props, **contract.to_metadata()})
-    return quantized, contract
+    return quantized, replace(contract, quantize=how)
 
 
 def to_onnx(

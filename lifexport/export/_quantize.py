@@ -30,13 +30,12 @@ import onnx
 from onnx import helper, numpy_helper
 
 from lifexport.export._files import save_model
+from lifexport.graph import QUANTIZE_KEY
 
 __all__ = ["quantize_int8", "QUANTIZED_OPS"]
 
 #: The ops whose weights are quantized.
 QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
-#: metadata_props key recording the quantization.
-QUANTIZE_KEY = "lifexport.quantize"
 
 
 def _load(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:

@@ -43,6 +43,8 @@ class MetadataKey:
 
 #: The key ``lifexport export`` stores the model's ``MODULE:FUNCTION`` under.
 SOURCE_KEY = "lifexport.source"
+#: The key that records how an int8 file's weights were quantized.
+QUANTIZE_KEY = "lifexport.quantize"
 _TO_ONNX, _READ = "lifexport.to_onnx", "lifexport.graph.read_graph (validation, cli)"
 #: Every metadata key lifexport writes, with its writer and reader.
 METADATA = (
@@ -58,7 +60,7 @@ METADATA = (
     MetadataKey("lifexport.inputs", "input_names", _TO_ONNX, _READ + ", checked against the file"),
     MetadataKey("lifexport.outputs", "output_names", _TO_ONNX, _READ + ", checked likewise"),
     MetadataKey(
-        "lifexport.quantize",
+        QUANTIZE_KEY,
         "quantize",
         "lifexport.to_onnx(quantize='int8')",
         _READ + "; validate judges such files on a flip budget",

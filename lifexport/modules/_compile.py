@@ -8,6 +8,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lifexport.kernels import triton_available
+from lifexport.modules._neuron import FusedSequenceLayer, NeuronModule
+from lifexport.modules.sequential import TimeLoop
+
 __all__ = ["compile"]
 
 
@@ -45,10 +49,6 @@ def _loops_on_the_host(module: torch.nn.Module) -> bool:
     """Whether some time loop of ``module`` is a ``scan`` (the host runs its iterations), not
     a fused kernel: a ``TimeLoop``, a recurrent layer, or a feed-forward sequence layer whose
     backend will not pick the kernel for the module's device."""
-    from lifexport.kernels import triton_available
-    from lifexport.modules._neuron import FusedSequenceLayer, NeuronModule
-    from lifexport.modules.sequential import TimeLoop
-
     on_cuda = any(t.is_cuda for t in (*module.parameters(), *module.buffers()))
     for layer in module.modules():
         if isinstance(layer, TimeLoop):

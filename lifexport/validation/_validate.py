@@ -32,6 +32,7 @@ from lifexport.validation._report import (
     GRAPH_BUG,
     PRECISION_DRIFT,
     Diagnosis,
+    Mismatch,
     ProviderReport,
     ValidationReport,
 )
@@ -425,10 +426,11 @@ def _check_provider(
         reference.outputs, actual, info.output_names, reference.spike_names, tol.rtol, tol.atol
     )
     spike_elements = sum(reference.outputs[n].size for n in reference.spike_names)
+    mismatch = _locate(session, case, actual) if failed else None
     return ProviderReport(
         provider=provider,
         spikes_equal=not any(n in reference.spike_names for n in failed),
-        first_mismatch=_locate(session, case, actual) if failed else None,
+        first_mismatch=mismatch,
         max_abs=max_abs,
         max_rel=max_rel,
         flips=flips,
@@ -436,7 +438,7 @@ def _check_provider(
         settings=settings,
         flip_rate=flips / spike_elements if spike_elements else 0.0,
         flip_budget=case.flip_budget,
-        diagnosis=_diagnose(session, case) if failed else None,
+        diagnosis=_diagnose(session, case, mismatch) if failed else None,
     )
 
 
@@ -454,9 +456,10 @@ def _comparison(case: _Case) -> dict:
     )
 
 
-def _diagnose(session: object, case: _Case) -> Diagnosis | None:
+def _diagnose(session: object, case: _Case, free: Mismatch | None) -> Diagnosis | None:
     """Teacher forcing: every step from torch's state before it, compared with torch's step;
-    ``None`` for a graph without state inputs, or one whose states were not all recorded."""
+    ``None`` for a graph without state inputs, or one whose states were not all recorded.
+    ``free``: the free run's first mismatch, where precision drift starts."""
     info, reference = case.info, case.reference
     slots = info.contract.states
     if not slots or case.target is not None or any(
@@ -474,11 +477,10 @@ def _diagnose(session: object, case: _Case) -> Diagnosis | None:
     largest = {n: differences(torch_steps[n], local[n])[0] for n in torch_steps}
     if bug is not None and not bug.numerical:
         return Diagnosis(GRAPH_BUG, bug.step, bug, largest)
-    free = _locate(session, case, run_steps(session, info, case.xs, case.constants, case.initial))
     return Diagnosis(PRECISION_DRIFT, None if free is None else free.step, None, largest)
 
 
-def _locate(session: object, case: _Case, actual: dict[str, np.ndarray]):
+def _locate(session: object, case: _Case, actual: dict[str, np.ndarray]) -> Mismatch | None:
     """The first mismatch of a failed run. A sequence graph with state is replayed one step
     at a time, its states compared after every step; the replay is trusted only if it gives
     the whole run's ``y`` (bits could differ with T)."""

@@ -12,8 +12,9 @@ import torch
 from onnx import helper, numpy_helper
 
 import lifexport
-from lifexport.export._quantize import QUANTIZE_KEY, quantize_int8
+from lifexport.export._quantize import quantize_int8
 from lifexport.functional import LIFParameters, LIFRefracParameters
+from lifexport.graph import QUANTIZE_KEY
 
 T, B, F, H, O = 60, 16, 32, 64, 10
 P = LIFRefracParameters(LIFParameters(v_th=0.5), rho_reset=2.0)
