@@ -270,11 +270,9 @@ def _cuda_session(ort: Any, path: Path, notes: list[str]) -> Any:
             f"{available}; install onnxruntime-gpu"
         )
         return None
-    options = ort.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     tf32 = "1" if torch.backends.cuda.matmul.allow_tf32 else "0"
-    cuda = (CUDA_EP, {"device_id": str(torch.cuda.current_device()), "use_tf32": tf32})
-    session = ort.InferenceSession(str(path), options, providers=[cuda, CPU_EP])
+    options = {"device_id": str(torch.cuda.current_device()), "use_tf32": tf32}
+    session = make_session(path, CUDA_EP, options=options)
     if session.get_providers()[0] != CUDA_EP:
         notes.append(f"onnxruntime CUDA EP: the session fell back to {session.get_providers()}")
         return None

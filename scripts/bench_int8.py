@@ -4,7 +4,7 @@
     .venv/bin/python scripts/bench_int8.py --repeats 50 --batch 1
 
 Exports the shipped digits network (Linear(64, 256) -> LIFRefrac -> Linear(256, 10) -> LI,
-T = 32) as a float32 sequence graph, quantizes it with ``quantize_int8`` calibrated on
+T = 32) as a float32 sequence graph and as ``to_onnx(quantize="int8")`` calibrated on
 training images, and reports both files on onnxruntime's CPU execution provider.
 """
 
@@ -23,24 +23,16 @@ import torch
 
 import lifexport
 from lifexport.digits import encode, load_split, load_trained
-from lifexport.export._quantize import quantize_int8
+from lifexport.validation import make_session
 
 
 @dataclass
 class BenchConfig:
     calibration: int = 256  # training images used for calibration
-    calibration_batch: int = 64  # images per calibration feed
     batch: int = 1  # images per timed run (latency of one sample)
     repeats: int = 200  # timed runs per model; the median is reported
     warmup: int = 20  # untimed runs first
     threads: int = 1  # onnxruntime intra-op threads
-
-
-def session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def accuracy(sess: ort.InferenceSession, xs: np.ndarray, labels: np.ndarray) -> float:
@@ -68,11 +60,15 @@ def main(cfg: BenchConfig) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "digits.onnx"
         int8 = Path(tmp) / "digits.int8.onnx"
-        lifexport.to_onnx(model, encode(x_test[:2], dcfg), fp32, with_state=False)
-        calib = x_train[: cfg.calibration].split(cfg.calibration_batch)
-        quantize_int8(fp32, [{"x": encode(c, dcfg).numpy()} for c in calib], int8)
+        example = encode(x_test[:2], dcfg)
+        lifexport.to_onnx(model, example, fp32, with_state=False)
+        calibration = encode(x_train[: cfg.calibration], dcfg)
+        lifexport.to_onnx(
+            model, example, int8, with_state=False, quantize="int8", calibration=calibration
+        )
         sizes = {p.name: p.stat().st_size for p in (fp32, int8)}
-        sessions = {"float32": session(fp32, cfg.threads), "int8": session(int8, cfg.threads)}
+        files = {"float32": fp32, "int8": int8}
+        sessions = {name: make_session(p, threads=cfg.threads) for name, p in files.items()}
         x = xs_test[:, : cfg.batch]
         rows = []
         for name, sess in sessions.items():

@@ -28,6 +28,7 @@ import torch
 
 import lifexport
 from lifexport.modules import LIFRefrac, SequentialState, unrolled_time_loop
+from lifexport.validation import make_session
 
 
 @dataclass
@@ -51,14 +52,8 @@ def model(workload: str, n: int) -> torch.nn.Module:
 
 
 def session(path: Path, cfg: Config) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = cfg.threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if cfg.provider == "CPUExecutionProvider":
-        providers = [cfg.provider]
-    else:
-        providers = [(cfg.provider, {"use_tf32": int(cfg.tf32)}), "CPUExecutionProvider"]
-    return ort.InferenceSession(str(path), options, providers=providers)
+    options = {} if cfg.provider == "CPUExecutionProvider" else {"use_tf32": str(int(cfg.tf32))}
+    return make_session(path, cfg.provider, threads=cfg.threads, options=options)
 
 
 def runner(sess: ort.InferenceSession, x: np.ndarray, cfg: Config) -> Callable[[], np.ndarray]:
