@@ -15,17 +15,14 @@ import lifexport
 from lifexport.export._quantize import quantize_int8
 from lifexport.functional import LIFParameters, LIFRefracParameters
 from lifexport.graph import QUANTIZE_KEY
+from tests.nets import seeded_linear
 
 T, B, F, H, O = 60, 16, 32, 64, 10
 P = LIFRefracParameters(LIFParameters(v_th=0.5), rho_reset=2.0)
 
 
 def linear(n_in, n_out, seed):
-    torch.manual_seed(seed)
-    layer = torch.nn.Linear(n_in, n_out)
-    with torch.no_grad():
-        layer.weight.uniform_(-0.1, 0.3)
-    return layer
+    return seeded_linear(n_in, n_out, seed, (-0.1, 0.3))
 
 
 def spikes(shape, seed):

@@ -13,6 +13,7 @@ import torch
 
 import lifexport
 from lifexport.functional import LIFParameters, LIFRefracParameters, LIParameters
+from tests.nets import seeded_linear
 
 T, B, F, H, O = 100, 3, 5, 6, 4
 DT = 1e-3
@@ -20,11 +21,7 @@ REFRAC_WARNING = pytest.mark.filterwarnings("ignore:layers .* are LIF-refrac:Use
 
 
 def linear(n_in, n_out, seed):
-    torch.manual_seed(seed)
-    layer = torch.nn.Linear(n_in, n_out)
-    with torch.no_grad():
-        layer.weight.uniform_(-0.3, 1.0)
-    return layer
+    return seeded_linear(n_in, n_out, seed, (-0.3, 1.0))
 
 
 def lif_p(**kw):

@@ -23,6 +23,7 @@ import torch
 
 import lifexport
 from lifexport.functional import LIFParameters
+from tests.nets import seeded_linear
 
 T, B, F, H, O = 100, 4, 5, 8, 3
 DT = 1e-3
@@ -34,12 +35,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:nirtorch.*deprecat:DeprecationWa
 
 
 def linear(n_in, n_out, seed):
-    torch.manual_seed(seed)
-    layer = torch.nn.Linear(n_in, n_out)
-    with torch.no_grad():
-        layer.weight.uniform_(-0.2, 0.8)
-        layer.bias.uniform_(-0.1, 0.1)
-    return layer
+    return seeded_linear(n_in, n_out, seed, (-0.2, 0.8), (-0.1, 0.1))
 
 
 def inputs(seed=1):
