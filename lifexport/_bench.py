@@ -261,8 +261,6 @@ def _onnxruntime(notes: list[str]) -> Any:
 def _cuda_session(ort: Any, path: Path, notes: list[str]) -> Any:
     """A CUDA EP session whose matrix products use TF32 exactly when torch's do (torch's
     float32 default is off), or None with the reason in ``notes``."""
-    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu finds the CUDA libraries torch ships
-        ort.preload_dlls()
     available = ort.get_available_providers()
     if CUDA_EP not in available:
         notes.append(

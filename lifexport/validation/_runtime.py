@@ -72,6 +72,8 @@ def make_session(
     ``threads``: intra- and inter-op threads; 0 keeps onnxruntime's default. ``options``: the
     provider's options (e.g. ``{"use_tf32": "0"}`` for the CUDA EP)."""
     ort = import_onnxruntime()
+    if provider != CPU and hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()  # onnxruntime-gpu: the CUDA libraries torch's wheels ship
     session_options = ort.SessionOptions()
     if threads:
         session_options.intra_op_num_threads = threads
