@@ -53,7 +53,9 @@ device), ``triton`` (the fused kernel) and ``auto`` (``triton`` on CUDA tensors 
 installed, else ``scan``)."""
 
 DTYPES = (torch.float32, torch.float64)
-"""The dtypes the kernels compute in (``auto`` takes ``scan`` for others)."""
+"""The dtypes the kernels compute in (``auto`` takes ``scan`` for others). On the GPU only
+float32: libdevice's ``exp``/``tanh``/``pow`` the kernels call are float32 functions, and a
+float64 kernel does not compile (triton 3.6, H200); float64 runs in the interpreter only."""
 
 
 def check_backend(backend: object) -> str:
@@ -95,7 +97,7 @@ def use_kernel(backend: str, x: Tensor) -> bool:
     if exporting or backend == "scan":
         return False
     if backend == "auto":
-        return x.is_cuda and x.dtype in DTYPES and triton_available()
+        return x.is_cuda and x.dtype == torch.float32 and triton_available()
     if not triton_available():
         raise RuntimeError(
             "backend='triton' needs the triton package (pip install triton); or use "
@@ -106,6 +108,12 @@ def use_kernel(backend: str, x: Tensor) -> bool:
             f"backend='triton' needs a CUDA tensor, or Triton's interpreter for a tensor on "
             f"{x.device}: set TRITON_INTERPRET=1 in the environment before the process "
             "imports lifexport (or triton); or use backend='scan' or 'auto'"
+        )
+    if x.is_cuda and x.dtype != torch.float32:
+        raise RuntimeError(
+            f"backend='triton' computes CUDA tensors in float32, got {x.dtype} (a float64 "
+            "kernel does not compile for the GPU); convert the input, or use backend='scan' "
+            "or 'auto'"
         )
     if x.dtype not in DTYPES:
         raise RuntimeError(

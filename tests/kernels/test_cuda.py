@@ -24,8 +24,13 @@ def test_leaky_integrator(t):
     compare("li", None, inputs(t, 8, 1000, device="cuda"))
 
 
-def test_float64_scalar_parameters():
-    compare("lif_refrac", "super", inputs(64, 4, 777, torch.float64, "cuda"), False, torch.float64)
+def test_float64_on_cuda_takes_scan_or_says_why():
+    # A float64 kernel does not compile for the GPU (libdevice's float32 exp/tanh/pow; triton
+    # 3.6 on an H200): auto runs scan, and an explicit triton backend names the dtype.
+    x = inputs(64, 4, 777, torch.float64, "cuda")
+    assert not lifexport.kernels.use_kernel("auto", x)
+    with pytest.raises(RuntimeError, match="computes CUDA tensors in float32, got torch.float64"):
+        lifexport.kernels.use_kernel("triton", x)
 
 
 def test_auto_runs_the_kernel_on_cuda():
