@@ -16,18 +16,41 @@ Variants, each forward (under ``no_grad``) and forward+backward:
                               only in Triton's interpreter, which is no speed measure)
     lifexport compiled scan   ``lifexport.compile`` of the scan layer
     lifexport compiled triton ``lifexport.compile`` of the triton layer (CUDA only)
+    lifexport compiled triton bf16
+                              W1 only, CUDA only: the same on the input in bfloat16, called
+                              under ``torch.autocast("cuda", dtype=torch.bfloat16)`` (float32
+                              dynamics, bfloat16 spikes; the kernel reads and writes bfloat16)
 onnxruntime, forward: the sequence graph on the CPU EP (host arrays) and, with ``--device cuda``,
 on the CUDA EP with IO binding (the input bound in place on the device, outputs left on it);
 on CPU also the step graph driven once per step at B=1 (reported per step).
 Floors, in the same run: ``copy``, ``x.clone()`` of the input (reads and writes T*B*N elements
-once, and allocates its result as every variant does), and ``gemm``, ``x @ W`` with W2's
+once, and allocates its result as every variant does), on CUDA also ``copy bf16``, the same
+of the input in bfloat16 (the floor of the bf16 row), and ``gemm``, ``x @ W`` with W2's
 Linear weight, a (T*B, N) x (N, N) product.
 Peak memory of one W1 forward+backward per variant, above what was allocated before it (the
 input is allocated before; its gradient and the spikes count): on CUDA
 ``torch.cuda.max_memory_allocated``; on CPU the peak resident set of a fresh process (Linux's
 VmHWM, reset through ``/proc/self/clear_refs``), where torch's CPU allocator has no counter.
-``--spikingjelly`` adds SpikingJelly's Triton multi-step LIF against lifexport's ``LIF``, forward
-and forward+backward at its tutorial's shape (T=32, B=64, N=65536, float32; CUDA only).
+
+``--spikingjelly`` (CUDA only) adds workload ``LIF T=32 B=64 N=65536``, SpikingJelly's Triton LIF
+tutorial's shape, forward and forward+backward, each variant with the input in float32 and in
+bfloat16 (its name ends in `` float32`` or `` bf16``):
+    spikingjelly LIFNode (triton)           SpikingJelly 2.0's multi-step LIFNode on its Triton
+                                            implementation; bf16: the bfloat16 input as it is
+                                            (its fused paths take it, with a float32 state)
+    lifexport LIF eager triton MODE         ``LIF(backend="triton", memory=MODE)``; bf16: the
+                                            bfloat16 input under ``torch.autocast``, as above
+    lifexport LIF compiled triton MODE      ``lifexport.compile`` of the same
+    lifexport LIFRefrac compiled triton MODE  the same for ``LIFRefrac``, for its cost over LIF
+MODE is what the fused kernel's backward works from: ``store`` (every step's state, kept by
+the forward) or ``recompute`` (a checkpoint every 32 steps, the rest recomputed). Each
+variant's peak memory of one forward+backward is measured too, against its input's size.
+
+Ratios, from the rows of one run, with the issues' targets where they set one: lifexport
+against the floors (W1 forward, bf16 too) and Norse, onnxruntime against ``lifexport.compile``;
+beside SpikingJelly, per dtype and mode: lifexport LIF / SpikingJelly (forward+backward
+<= 0.8), LIFRefrac / LIF (forward+backward <= 1.2), peak memory of ``store`` / SpikingJelly's
+(<= 1) and of ``recompute`` / the input (<= 3).
 
 Every figure is the median of ``repeats`` timed runs after ``warmup`` untimed ones (compilation
 happens there); on CUDA each timed run is bracketed by ``torch.cuda.synchronize()``.
@@ -64,6 +87,9 @@ from lifexport.validation import make_session
 
 DEVICES = ("cpu", "cuda")
 SPIKINGJELLY_SHAPE = (32, 64, 65536)  # (T, B, N) of SpikingJelly's Triton LIF tutorial
+PRECISIONS = {"float32": torch.float32, "bf16": torch.bfloat16}  # variant suffix: input dtype
+MEMORY_MODES = ("store", "recompute")  # the fused backward's modes compared with SpikingJelly
+BF16_W1 = "lifexport compiled triton bf16"  # W1 on a bfloat16 input under autocast (CUDA)
 CPU_EP, CUDA_EP = "CPUExecutionProvider", "CUDAExecutionProvider"
 Run = Callable[[torch.Tensor], torch.Tensor]  # input (T, B, N) -> spikes (T, B, N)
 
@@ -80,8 +106,8 @@ class Config:
     norse: bool = True  # include Norse 1.1.0 when it is installed
     onnxruntime: bool = True  # include the onnxruntime rows
     compiled: bool = True  # include the lifexport.compile rows (each graph compiles first)
-    memory: bool = True  # peak memory of one W1 forward+backward per variant
-    spikingjelly: bool = False  # SpikingJelly's Triton LIF vs lifexport LIF (CUDA)
+    memory: bool = True  # peak memory of one forward+backward per W1 (and SpikingJelly) variant
+    spikingjelly: bool = False  # SpikingJelly's Triton LIF vs lifexport LIF, float32 and bf16
 
     def __post_init__(self) -> None:
         lows = dict(t=1, b=1, n=1, repeats=1, warmup=0, threads=0)
@@ -184,6 +210,21 @@ def build(variant: str, linear: torch.nn.Linear | None, device: str) -> Run:
     return lambda x: model(x)[0]
 
 
+def in_precision(run: Run, precision: str, device: str) -> Run:
+    """``run`` as lifexport's layers are called in ``precision`` (a :data:`PRECISIONS` key):
+    ``"float32"`` as it is; ``"bf16"`` under ``torch.autocast(device, dtype=torch.bfloat16)``,
+    where a float32 layer takes the bfloat16 input, computes in float32 and returns bfloat16
+    spikes. The backward runs outside autocast, as torch recommends."""
+    if precision == "float32":
+        return run
+
+    def autocast(x):
+        with torch.autocast(device, dtype=PRECISIONS[precision]):
+            return run(x)
+
+    return autocast
+
+
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [""])[0]
 
@@ -220,6 +261,21 @@ def variants(cfg: Config, notes: list[str]) -> list[str]:
     return chosen
 
 
+def bf16_absent(cfg: Config) -> str:
+    """Why :data:`BF16_W1` is not measured in this run ("" when it is)."""
+    if cfg.device != "cuda":
+        return (
+            "CUDA only: the row measures the fused kernel reading and writing bfloat16 under "
+            "torch.autocast, and the kernel runs on CUDA only (on CPU the layers upcast to "
+            "float32 and run the scan path, as the float32 rows do)"
+        )
+    if not cfg.compiled:
+        return "left out (--no-compiled)"
+    if not triton_available():
+        return "Triton is not installed"
+    return ""
+
+
 def _input(cfg: Config, shape: tuple[int, ...] | None = None) -> torch.Tensor:
     torch.manual_seed(0)
     return 3 * torch.rand(shape or (cfg.t, cfg.b, cfg.n), device=cfg.device)  # (T, B, N)
@@ -246,7 +302,32 @@ def _time_both(cfg: Config, run: Run, x: torch.Tensor) -> tuple[float, float]:
 def _floors(cfg: Config, x: torch.Tensor, add: Callable) -> None:
     weight = _linear(cfg).weight.detach().to(cfg.device).t()  # (N, N): x @ W as Linear does
     add("-", "floor: copy", "forward", cfg.timed(lambda: x.clone()))
+    if cfg.device == "cuda":  # the floor of BF16_W1, which runs on CUDA only
+        x_bf16 = x.to(torch.bfloat16)  # (T, B, N)
+        add("-", "floor: copy bf16", "forward", cfg.timed(lambda: x_bf16.clone()))
     add("-", "floor: gemm", "forward", cfg.timed(lambda: x @ weight))
+
+
+def _bf16_w1_rows(cfg: Config, x: torch.Tensor, add, result, log) -> None:
+    """W1 through ``lifexport.compile`` of the triton layer on ``x`` in bfloat16, under
+    autocast (:data:`BF16_W1`), or the reason it is absent in ``result.notes``."""
+    absent = bf16_absent(cfg)
+    if absent:
+        floor = " and floor: copy bf16" if cfg.device != "cuda" else ""
+        result.notes.append(f"W1 {BF16_W1}{floor}: {absent}")
+        return
+
+    def measure() -> None:
+        # A fresh compile cache: every variant before compiled the same forward function, and
+        # dynamo's recompile limit (8 graphs per function) would be close.
+        torch.compiler.reset()
+        run = build("lifexport compiled triton", None, cfg.device)
+        run = in_precision(run, "bf16", cfg.device)
+        forward, forward_backward = _time_both(cfg, run, x.to(torch.bfloat16))
+        add("W1", BF16_W1, "forward", forward)
+        add("W1", BF16_W1, "fwd+bwd", forward_backward)
+
+    result.attempt(f"W1 {BF16_W1}", measure, log)
 
 
 def _onnxruntime(notes: list[str]) -> Any:
@@ -352,7 +433,7 @@ CPU_MEMORY_METHOD = (
     "compiled at T=2)"
 )
 CUDA_MEMORY_METHOD = (
-    "CUDA: torch.cuda.max_memory_allocated over one W1 forward+backward minus "
+    "CUDA: torch.cuda.max_memory_allocated over one forward+backward minus "
     "torch.cuda.memory_allocated before it (input allocated, graphs compiled)"
 )
 
@@ -413,24 +494,48 @@ def _cpu_peak(variant: str, cfg: Config) -> int:
     return int(json.loads(lines[-1])["peak_bytes"])
 
 
+def memory_row(workload: str, variant: str, peak: int, x: torch.Tensor) -> dict:
+    """A row of the memory table: ``peak`` bytes above the start, against the input ``x``."""
+    input_bytes = x.numel() * x.element_size()
+    return dict(
+        workload=workload,
+        variant=variant,
+        peak_mb=round(peak / 1e6, 3),
+        input_mb=round(input_bytes / 1e6, 3),
+        x_input=round(peak / input_bytes, 2),
+    )
+
+
+def _peak_row(
+    workload: str,
+    variant: str,
+    measure: Callable[[], int],
+    x: torch.Tensor,
+    log: Callable[[str], None],
+    notes: list[str],
+) -> dict | None:
+    """:func:`memory_row` of ``measure()``'s peak, or None with the reason in ``notes``."""
+    try:
+        peak = measure()
+    except (OSError, RuntimeError, ValueError) as error:  # out of memory is a RuntimeError
+        notes.append(f"peak memory of {variant}: not measured ({_first_line(error)})")
+        return None
+    row = memory_row(workload, variant, peak, x)
+    log(f"  mem {variant:26s} +{row['peak_mb']:.4g} MB ({row['x_input']}x the input)")
+    return row
+
+
 def _memory_rows(cfg: Config, runs: dict[str, Run], x: torch.Tensor, log, notes) -> list:
     """Peak memory of one W1 forward+backward for each variant in ``runs``."""
-    input_bytes = x.numel() * x.element_size()
     rows = []
     for variant, run in runs.items():
-        try:
-            peak = _cuda_peak(run, x) if cfg.device == "cuda" else _cpu_peak(variant, cfg)
-        except (OSError, RuntimeError, ValueError) as error:
-            notes.append(f"peak memory of {variant}: not measured ({error})")
-            continue
-        row = dict(
-            variant=variant,
-            peak_mb=round(peak / 1e6, 3),
-            input_mb=round(input_bytes / 1e6, 3),
-            x_input=round(peak / input_bytes, 2),
-        )
-        log(f"  mem {variant:26s} +{row['peak_mb']:.4g} MB ({row['x_input']}x the input)")
-        rows.append(row)
+
+        def measure(variant=variant, run=run) -> int:
+            return _cuda_peak(run, x) if cfg.device == "cuda" else _cpu_peak(variant, cfg)
+
+        row = _peak_row("W1", variant, measure, x, log, notes)
+        if row is not None:
+            rows.append(row)
     return rows
 
 
@@ -471,44 +576,73 @@ def _spikingjelly_implementation(node: Any, functional: Any, device: str) -> str
     return f"backend={getattr(node, 'backend', '?')}"
 
 
+BESIDE_SPIKINGJELLY = (("LIF", "eager"), ("LIF", "compiled"), ("LIFRefrac", "compiled"))
+
+
+def lif_variant(layer: str, kind: str, mode: str, precision: str) -> str:
+    """The name of a lifexport row beside SpikingJelly's: ``layer`` (``"LIF"`` or
+    ``"LIFRefrac"``), ``kind`` (``"eager"`` or ``"compiled"``), the memory ``mode`` and the
+    ``precision`` (a :data:`PRECISIONS` key), e.g. ``lifexport LIF compiled triton store bf16``."""
+    return f"lifexport {layer} {kind} triton {mode} {precision}"
+
+
+def _beside_spikingjelly(layer: type, kind: str, mode: str, precision: str, device: str) -> Run:
+    """lifexport's ``layer`` on the triton backend with memory ``mode``, eager or compiled
+    (``kind``), called in ``precision`` (see :func:`in_precision`)."""
+    model = layer(backend="triton", memory=mode).to(device)
+    if kind == "compiled":
+        # These layers all compile one forward function: a fresh cache for each keeps dynamo's
+        # recompile limit (8 graphs per function) from stopping the later ones.
+        torch.compiler.reset()
+        model = lifexport_compile(model)
+    return in_precision(lambda x: model(x)[0], precision, device)
+
+
 def _spikingjelly_rows(cfg: Config, add, result: Result, log) -> None:
-    """SpikingJelly's Triton LIF and lifexport's ``LIF`` (eager and compiled, triton backend)
-    at :data:`SPIKINGJELLY_SHAPE`, forward and forward+backward, each measured on its own."""
+    """SpikingJelly's Triton LIF, lifexport's ``LIF`` (eager and compiled) and ``LIFRefrac``
+    (compiled), triton backend, in each of :data:`MEMORY_MODES`, at :data:`SPIKINGJELLY_SHAPE`
+    with the input in each of :data:`PRECISIONS`: forward and forward+backward, and the peak
+    memory of one forward+backward, each measured on its own."""
     absent = spikingjelly_absent(cfg.device)
     if absent:
         result.notes.append(f"SpikingJelly rows: absent: {absent}")
         return
-    x = _input(cfg, SPIKINGJELLY_SHAPE)
     workload = "LIF T={} B={} N={}".format(*SPIKINGJELLY_SHAPE)
-
-    def measure(name: str, run: Run) -> None:
-        forward, forward_backward = _time_both(cfg, run, x)
-        add(workload, name, "forward", forward)
-        add(workload, name, "fwd+bwd", forward_backward)
-
-    def spikingjelly() -> None:
-        node, functional = _spikingjelly_node(cfg.device)
-
-        def run(x):
-            functional.reset_net(node)  # a fresh state each run, as its tutorial does
-            return node(x)
-
-        run(x[:1])
-        implementation = _spikingjelly_implementation(node, functional, cfg.device)
-        measure(f"spikingjelly LIFNode ({implementation})", run)
-
-    result.attempt("spikingjelly LIFNode", spikingjelly, log)
-    if not triton_available():
+    layers = {"LIF": LIF, "LIFRefrac": LIFRefrac}
+    ours = triton_available()
+    if not ours:
         result.notes.append("lifexport LIF rows beside SpikingJelly: Triton is not installed")
-        return
-    for kind in ("eager", "compiled"):
+    for precision, dtype in PRECISIONS.items():
+        x = _input(cfg, SPIKINGJELLY_SHAPE).to(dtype)  # (T, B, N)
 
-        def ours(kind=kind) -> None:
-            model = LIF(backend="triton").to(cfg.device)
-            model = lifexport_compile(model) if kind == "compiled" else model
-            measure(f"lifexport LIF {kind} triton", lambda x: model(x)[0])
+        def measure(name: str, run: Run, x: torch.Tensor = x) -> None:
+            forward, forward_backward = _time_both(cfg, run, x)
+            add(workload, name, "forward", forward)
+            add(workload, name, "fwd+bwd", forward_backward)
+            if cfg.memory:
+                peak = _peak_row(workload, name, lambda: _cuda_peak(run, x), x, log, result.notes)
+                result.memory += [] if peak is None else [peak]
 
-        result.attempt(f"lifexport LIF {kind} triton", ours, log)
+        def spikingjelly(precision: str = precision, measure=measure, x=x) -> None:
+            node, functional = _spikingjelly_node(cfg.device)
+
+            def run(x):  # a bfloat16 x as it is: SpikingJelly's fused paths take it
+                functional.reset_net(node)  # a fresh state each run, as its tutorial does
+                return node(x)
+
+            run(x[:1])
+            implementation = _spikingjelly_implementation(node, functional, cfg.device)
+            measure(f"spikingjelly LIFNode ({implementation}) {precision}", run)
+
+        result.attempt(f"spikingjelly LIFNode {precision}", spikingjelly, log)
+        for layer, kind in BESIDE_SPIKINGJELLY if ours else ():
+            for mode in MEMORY_MODES:
+                name = lif_variant(layer, kind, mode, precision)
+
+                def lifexport(name=name, how=(layers[layer], kind, mode, precision), m=measure):
+                    m(name, _beside_spikingjelly(*how, cfg.device))
+
+                result.attempt(name, lifexport, log)
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -569,7 +703,8 @@ class Result:
 
     config: Config
     rows: list[dict] = field(default_factory=list)  # workload, variant, pass_, ms
-    memory: list[dict] = field(default_factory=list)  # variant, peak_mb, input_mb, x_input
+    memory: list[dict] = field(default_factory=list)  # workload, variant, peak_mb, input_mb,
+    # x_input (see memory_row)
     notes: list[str] = field(default_factory=list)  # what was left out, and why
     failures: list[str] = field(default_factory=list)  # what raised while measuring
     environment: dict[str, str] = field(default_factory=dict)
@@ -584,8 +719,8 @@ class Result:
             log(f"  FAILED {message}")
 
     def ratios(self) -> dict[str, float]:
-        """:func:`ratios` of this run's rows."""
-        return ratios(self.rows, self.config.device)
+        """:func:`ratios` of this run's rows and memory rows."""
+        return ratios(self.rows, self.config.device, self.memory)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything, JSON-ready, with the ratios and how memory was measured."""
@@ -598,6 +733,30 @@ class Result:
     def memory_method(self) -> str:
         """How the peak memory was measured on this run's device."""
         return CUDA_MEMORY_METHOD if self.config.device == "cuda" else CPU_MEMORY_METHOD
+
+    def _memory_lines(self) -> list[str]:
+        """The memory tables: W1's at the run's shape, then one per other workload, whose
+        rows differ in their input's dtype and so in its size."""
+        workloads: dict[str, list[dict]] = {}
+        for m in self.memory:
+            workloads.setdefault(m["workload"], []).append(m)
+        w1 = workloads.pop("W1", [])
+        lines = []
+        if w1:
+            lines += ["", "| peak memory, one W1 forward+backward | MB | x input size |"]
+            lines += ["|---|---:|---:|"]
+            lines += [f"| {m['variant']} | +{m['peak_mb']:.4g} | {m['x_input']} |" for m in w1]
+            lines += ["", f"Input: {w1[0]['input_mb']:.4g} MB. {self.memory_method}."]
+        for workload, rows in workloads.items():
+            header = f"peak memory, one forward+backward at {workload}"
+            lines += ["", f"| {header} | MB | input MB | x input size |", "|---|---:|---:|---:|"]
+            lines += [
+                f"| {m['variant']} | +{m['peak_mb']:.4g} | {m['input_mb']:.4g} | {m['x_input']} |"
+                for m in rows
+            ]
+        if workloads and not w1:
+            lines += ["", f"{self.memory_method}."]
+        return lines
 
     def format(self) -> str:
         """Markdown: the environment, the timings, the ratios, peak memory, the notes."""
@@ -620,13 +779,7 @@ class Result:
         if summary:
             lines += ["", "| ratio (same run) | value |", "|---|---:|"]
             lines += [f"| {k} | {v} |" for k, v in summary.items()]
-        if self.memory:
-            lines += ["", "| peak memory, one W1 forward+backward | MB | x input size |"]
-            lines += ["|---|---:|---:|"]
-            lines += [
-                f"| {m['variant']} | +{m['peak_mb']:.4g} | {m['x_input']} |" for m in self.memory
-            ]
-            lines += ["", f"Input: {self.memory[0]['input_mb']:.4g} MB. {self.memory_method}."]
+        lines += self._memory_lines()
         if self.failures:
             lines += ["", "FAILED:"] + [f"- {failure}" for failure in self.failures]
         if self.notes:
@@ -679,9 +832,10 @@ def bench(cfg: Config, log: Callable[[str], None] = print) -> Result:
     if not cfg.onnxruntime:
         result.notes.append("onnxruntime rows: left out (--no-onnxruntime)")
     if cfg.memory:
-        result.memory = _memory_rows(cfg, w1_runs, x, log, result.notes)
+        result.memory += _memory_rows(cfg, w1_runs, x, log, result.notes)
     else:
         result.notes.append("peak memory: left out (--no-memory)")
+    _bf16_w1_rows(cfg, x, add, result, log)  # after the W1 memory rows: it resets compilation
     if cfg.spikingjelly:
         _spikingjelly_rows(cfg, add, result, log)
     else:
@@ -694,6 +848,7 @@ def _target(device: str, kind: str, workload: str, variant: str, pass_: str) -> 
     """The bound the speed issues set for a ratio, as " (target ...)", or ""."""
     eager, compiled = " eager " in variant, variant == "lifexport compiled scan"
     w1_training = (workload, pass_) == ("W1", "fwd+bwd")
+    training = pass_ == "fwd+bwd"
     if device == "cuda":
         bound = {
             "copy": "<= 3",
@@ -701,23 +856,30 @@ def _target(device: str, kind: str, workload: str, variant: str, pass_: str) -> 
             "norse": ">= 5" if eager else (">= 30" if w1_training else ""),
             "CUDA EP": "<= 1.5 at (500, 256, 1024)",
             "EP": "< 1 at (100, 32, 512)",
-            "spikingjelly": ">= 1",
+            "spikingjelly": "<= 0.8" if training else "",
+            "LIFRefrac": "<= 1.2" if training else "",
+            "memory spikingjelly": "<= 1",
+            "memory input": "<= 3",
         }.get(kind, "")
     else:  # the CPU targets, which the compiled scan path is held to
         bound = {
             "copy": "<= 4",
             "gemm": "<= 1.3",
-            "norse": ({"W1": ">= 10", "W2": ">= 3"}[workload] if pass_ == "fwd+bwd" else ""),
+            "norse": {"W1": ">= 10", "W2": ">= 3"}.get(workload, "") if pass_ == "fwd+bwd" else "",
             "CPU EP": "<= 1.2" if workload == "W2" else "",
         }.get(kind, "")
         bound = bound if compiled else ""
     return f" (target {bound})" if bound else ""
 
 
-def ratios(rows: list[dict], device: str = "cpu") -> dict[str, float]:
-    """The ratios the targets are stated in, from the rows of one run (those present):
-    lifexport against the floors and against Norse, onnxruntime against ``lifexport.compile``
-    and its CUDA EP against its CPU EP, SpikingJelly against lifexport."""
+def ratios(
+    rows: list[dict], device: str = "cpu", memory: list[dict] | None = None
+) -> dict[str, float]:
+    """The ratios the targets are stated in, from the rows and memory rows of one run (those
+    present): lifexport against the floors and against Norse, onnxruntime against
+    ``lifexport.compile`` and its CUDA EP against its CPU EP; beside SpikingJelly, per input
+    dtype and memory mode, lifexport's LIF against SpikingJelly's (time and peak memory),
+    LIFRefrac against LIF, and the ``recompute`` mode's peak memory against the input."""
     ms = {(r["workload"], r["variant"], r["pass_"]): r["ms"] for r in rows}
     out: dict[str, float] = {}
 
@@ -732,6 +894,8 @@ def ratios(rows: list[dict], device: str = "cpu") -> dict[str, float]:
     for w, floor in (("W1", "copy"), ("W2", "gemm")):
         for v in ours:
             put(floor, w, "forward", v, f"floor: {floor}", f"{v} / {floor} floor")
+        if w == "W1":
+            put(floor, w, "forward", BF16_W1, "floor: copy bf16", f"{BF16_W1} / copy bf16 floor")
         for p in ("forward", "fwd+bwd"):
             for v in ours:
                 put("norse", w, p, "norse eager", v)
@@ -740,8 +904,35 @@ def ratios(rows: list[dict], device: str = "cpu") -> dict[str, float]:
                 put(ep, w, "forward", f"onnxruntime {ep} sequence", v)
         cuda, cpu = (f"onnxruntime {ep} sequence" for ep in ("CUDA EP", "CPU EP"))
         put("EP", w, "forward", cuda, cpu, "onnxruntime CUDA EP / CPU EP sequence")
-    for w, variant, p in ms:
+    for w, variant, p in list(ms):
         if variant.startswith("spikingjelly"):
-            for v in ("eager", "compiled"):
-                put("spikingjelly", w, p, variant, f"lifexport LIF {v} triton")
+            precision = variant.rsplit(" ", 1)[-1]
+            for kind in ("eager", "compiled"):
+                for mode in MEMORY_MODES:
+                    put("spikingjelly", w, p, lif_variant("LIF", kind, mode, precision), variant)
+    for w, variant, p in list(ms):
+        if variant.startswith("lifexport LIFRefrac "):
+            put("LIFRefrac", w, p, variant, variant.replace(" LIFRefrac ", " LIF ", 1))
+    out.update(_memory_ratios(memory or [], device))
     return {k: round(v, 2) for k, v in out.items()}
+
+
+def _memory_ratios(memory: list[dict], device: str) -> dict[str, float]:
+    """Beside SpikingJelly: the ``store`` mode's peak memory against SpikingJelly's in the
+    same dtype, and the ``recompute`` mode's against the input."""
+    peak = {(m["workload"], m["variant"]): m for m in memory}
+    out: dict[str, float] = {}
+    for (w, variant), m in peak.items():
+        if variant.startswith("spikingjelly") and m["peak_mb"] > 0:
+            precision = variant.rsplit(" ", 1)[-1]
+            for kind in ("eager", "compiled"):
+                store = lif_variant("LIF", kind, "store", precision)
+                if (w, store) in peak:
+                    target = _target(device, "memory spikingjelly", w, store, "")
+                    text = f"{w} peak memory {store} / {variant}{target}"
+                    out[text] = peak[w, store]["peak_mb"] / m["peak_mb"]
+    for (w, variant), m in peak.items():
+        if variant.startswith("lifexport ") and " recompute " in variant:
+            target = _target(device, "memory input", w, variant, "")
+            out[f"{w} peak memory {variant} / input{target}"] = m["x_input"]
+    return out

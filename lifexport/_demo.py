@@ -119,6 +119,30 @@ def _speed(model, session, xs) -> dict[str, float]:
     return {k: round(v, 2) for k, v in speed.items()}
 
 
+def _check_providers(providers: tuple[str, ...]) -> None:
+    """Every provider must be one onnxruntime knows (an unavailable one is reported later)."""
+    import onnxruntime as ort
+
+    for provider in providers:
+        if provider not in ort.get_all_providers():
+            raise ValueError(
+                f"providers: unknown onnxruntime execution provider {provider!r} (available "
+                f"here: {', '.join(ort.get_available_providers())})"
+            )
+
+
+def _make_folder(out_dir: Path) -> None:
+    """``out_dir`` as a folder (created with its parents), before any work."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"out_dir {str(out_dir)!r} is a file; name a folder (created if missing)")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a parent that is a file, a folder without write permission
+        raise ValueError(
+            f"out_dir {str(out_dir)!r} cannot be created: {error.strerror or error}"
+        ) from None
+
+
 def run_demo(
     out_dir: Path,
     *,
@@ -131,11 +155,14 @@ def run_demo(
     """Run the demo; returns every figure it reports (JSON-serializable).
 
     Raises:
-        ValueError: ``train`` with ``epochs`` below 1.
+        ValueError: ``train`` with ``epochs`` below 1; an ``out_dir`` that is a file, or that
+            cannot be created; a provider onnxruntime does not know (all before any work).
     """
     if train and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"epochs must be a positive int to train, got {epochs!r}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_providers(providers)
+    out_dir = Path(out_dir)
+    _make_folder(out_dir)
     result: dict[str, Any] = {"out_dir": str(out_dir)}
     model, cfg = _model(train, epochs, stage, progress, result)
     _, _, x_test, y_test = digits.load_split(cfg)

@@ -1,26 +1,33 @@
 """The ``lifexport`` command (also ``python -m lifexport``): ``demo``, ``export``, ``validate``,
 ``bench``.
 
-Exit codes: 0 success, 1 a validation mismatch, 2 a usage error (bad arguments, a missing or
-unreadable file, an input of the wrong shape, a model spec that does not give a model), reported
-in one line on stderr without traceback. ``--json`` prints one JSON document on stdout;
-progress goes to stderr. ``validate`` runs the model named by ``--model``, never code that the
-file names.
+Exit codes: 0 success, 1 a validation mismatch, 2 a usage error (bad arguments, a missing,
+unreadable or unwritable file, an input of the wrong shape, a model spec that does not give a
+model, a model that does not fit the file, sizes over :mod:`lifexport.limits`), reported in one
+line on stderr without traceback: every ``ValueError``, ``TypeError``, ``OSError`` and
+:class:`~lifexport.errors.LifexportError` a command raises is reported so. ``--json`` prints
+one JSON document on stdout; progress goes to stderr. ``validate`` runs the model named by
+``--model``, never code that the file names.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import inspect
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from lifexport._version import __version__
+from lifexport.errors import LifexportError
+from lifexport.limits import check_elements
 
 if TYPE_CHECKING:
     import torch
@@ -123,7 +130,22 @@ def _load_tensor(path: str, option: str) -> Any:
         raise UsageError(f"cannot read {option} {path!r}: {error}") from None
     if not isinstance(value, torch.Tensor):
         raise UsageError(f"{option} {path!r} holds a {type(value).__name__}, not a tensor")
+    try:  # a saved view can declare any shape over a small storage
+        check_elements(f"{option} {path!r}: a tensor", tuple(value.shape))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     return value
+
+
+@contextmanager
+def _writing(path: str, option: str) -> Iterator[None]:
+    """An ``OSError`` while writing ``path`` (through a temporary file beside it) as a
+    :class:`UsageError` that names ``path``, not the temporary file."""
+    try:
+        yield
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise UsageError(f"cannot write {option} {path!r}: {reason}") from None
 
 
 def _number_in(text: str, low: float, high: float, what: str, open_low: bool) -> float:
@@ -170,7 +192,118 @@ def _shape(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected sizes like 32,1,64, got {text!r}") from None
     if not shape or min(shape) <= 0:
         raise argparse.ArgumentTypeError(f"expected positive sizes like 32,1,64, got {text!r}")
+    try:
+        check_elements("an input", shape)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return shape
+
+
+def _folder(text: str) -> str:
+    """A folder to write into: missing (it is created) or a folder, not a file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"expected a folder (created if missing), got {text!r}, which is a file"
+        )
+    return text
+
+
+def _provider(text: str) -> str:
+    """An onnxruntime execution provider name; one it does not know names those it has."""
+    import onnxruntime as ort
+
+    if text in ort.get_all_providers():
+        return text
+    available = ort.get_available_providers()
+    close = difflib.get_close_matches(text, ort.get_all_providers(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise argparse.ArgumentTypeError(
+        f"unknown onnxruntime execution provider {text!r}{hint} (available here: "
+        f"{', '.join(available)})"
+    )
+
+
+def _check_like_shape(tensor: torch.Tensor, args: argparse.Namespace, option: str) -> None:
+    """``tensor`` must have ``--shape``'s sizes after time and batch (or batch, for a step
+    graph): T and B may differ."""
+    lead = 1 if args.graph == "step" else 2
+    pattern = ("B" if lead == 1 else "T, B") + "".join(f", {n}" for n in args.shape[lead:])
+    shape = tuple(tensor.shape)
+    if len(shape) != len(args.shape) or shape[lead:] != args.shape[lead:]:
+        raise UsageError(
+            f"{option} holds a tensor of shape {shape}; expected ({pattern}), as --shape "
+            f"{','.join(map(str, args.shape))} (T and B may differ)"
+        )
+
+
+def _check_output(path: Path) -> None:
+    """The file to write must name a file in a folder that exists."""
+    if path.is_dir():
+        raise UsageError(f"output {str(path)!r} is a folder; give a file name")
+    if not path.parent.is_dir():
+        problem = "is a file, not a folder" if path.parent.exists() else "does not exist"
+        raise UsageError(f"output {str(path)!r}: its folder {str(path.parent)!r} {problem}")
+
+
+def _check_layer_sizes(model: torch.nn.Module, shape: tuple[int, ...], graph: str) -> None:
+    """Every layer of ``model`` (a stack read from a file) must take its input and give an
+    output within :mod:`lifexport.limits` for an input of ``shape``: computed on the meta
+    device, sizes only, before export runs the model."""
+    import torch
+    from torch.func import functional_call
+
+    from lifexport.modules import NeuronModule
+    from lifexport.modules.sequential import check_fits
+
+    lead = 1 if graph == "step" else 2
+    h = torch.empty((shape[lead - 1], *shape[lead:]), device="meta")  # one step (B, ...)
+    for index, layer in enumerate(model):
+        check_fits(model, index, (*shape[: lead - 1], *h.shape))
+        if isinstance(layer, NeuronModule):
+            h = torch.empty(layer.output_shape(h.shape), device="meta")
+        else:
+            tensors = {
+                name: torch.empty_like(t, device="meta")
+                for name, t in (*layer.named_parameters(), *layer.named_buffers())
+            }
+            try:
+                h = functional_call(layer, tensors, (h,))
+            except RuntimeError as error:
+                raise UsageError(
+                    f"--shape {','.join(map(str, shape))}: layer {index} "
+                    f"({type(layer).__name__}) cannot take its input of shape "
+                    f"{(*shape[: lead - 1], *h.shape)}: {error}"
+                ) from None
+        try:
+            check_elements(
+                f"layer {index} ({type(layer).__name__})'s output", (*shape[: lead - 1], *h.shape)
+            )
+        except ValueError as error:
+            raise UsageError(f"--shape {','.join(map(str, shape))}: {error}") from None
+
+
+def _check_model_fits(model: torch.nn.Module, info: Any, args: argparse.Namespace) -> None:
+    """The ``--model`` must take one step of the file's input (one sample): else the file
+    came from another model, a usage error rather than a validation mismatch."""
+    import torch
+
+    from lifexport.modules import step_module
+
+    step = step_module(model)
+    if not hasattr(step, "initial_state"):
+        return  # not a lifexport model: validate says so
+    shape = (1, *info.contract.feature_shape)
+    try:
+        with torch.no_grad():
+            step.initial_state(torch.zeros(shape, dtype=info.dtype))
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise UsageError(
+            f"--model {args.model} does not fit {args.onnx!r}, whose input is "
+            f"({'B' if info.contract.kind == 'step' else 'T, B'}"
+            f"{''.join(f', {n}' for n in info.contract.feature_shape)}): {error}; validate the "
+            "model that was exported"
+        ) from None
 
 
 def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -198,16 +331,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from lifexport.errors import ExportError
     from lifexport.export import to_onnx
     from lifexport.graph import SOURCE_KEY
 
-    model = _load_model(args.model)
-    example = torch.zeros(args.shape)
     if (args.quantize is None) != (args.calibration is None):
         raise UsageError("--quantize int8 and --calibration FILE go together")
-    calibration = None if args.calibration is None else _load_tensor(args.calibration, "--calibration")
-    try:
+    _check_output(Path(args.output))
+    calibration = None
+    if args.calibration is not None:
+        calibration = _load_tensor(args.calibration, "--calibration")
+        _check_like_shape(calibration, args, "--calibration")
+    model = _load_model(args.model)
+    example = torch.zeros(args.shape)
+    with _writing(args.output, "output"):
         exported = to_onnx(
             model,
             example,
@@ -219,8 +355,6 @@ def cmd_export(args: argparse.Namespace) -> int:
             quantize=args.quantize,
             calibration=calibration,
         )
-    except (ExportError, ValueError, FileNotFoundError) as error:  # what to_onnx documents
-        raise UsageError(str(error)) from None
     data = {
         "path": str(exported.path),
         "graph": exported.graph,
@@ -240,29 +374,31 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_nir_export(args: argparse.Namespace) -> int:
     """A lifexport model to a NIR file (written atomically)."""
-    import os
     import tempfile
 
     from lifexport.nir import to_nir
 
     output = Path(args.output)
-    if not output.parent.is_dir():
-        raise UsageError(f"output {args.output!r}: folder {str(output.parent)!r} does not exist")
+    _check_output(output)
     model = _load_model(args.model)
     try:
         graph = to_nir(model, args.dt, input_shape=args.input_shape)  # says how to get nir
-    except (ImportError, TypeError, ValueError) as error:
+    except ImportError as error:
         raise UsageError(str(error)) from None
     import nir
 
-    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        nir.write(temporary, graph)
-        os.replace(temporary, output)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    temporary = None
+    with _writing(args.output, "output"):
+        try:
+            handle, temporary = tempfile.mkstemp(
+                dir=output.parent, prefix=f".{output.name}.", suffix=".tmp"
+            )
+            os.close(handle)
+            nir.write(temporary, graph)
+            os.replace(temporary, output)
+        finally:
+            if temporary is not None and os.path.exists(temporary):
+                os.unlink(temporary)
     nodes = {name: type(node).__name__ for name, node in graph.nodes.items()}
     _emit(args, {"path": str(output), "nodes": nodes}, f"wrote {output}: {len(nodes)} NIR nodes")
     return EXIT_OK
@@ -272,26 +408,21 @@ def cmd_nir_import(args: argparse.Namespace) -> int:
     """A NIR file to an ONNX file, through lifexport's layers (the NIR file runs no code)."""
     import torch
 
-    from lifexport.errors import ExportError
     from lifexport.export import to_onnx
-    from lifexport.nir import from_nir
+    from lifexport.nir import from_nir, read_nir
 
     source = Path(args.nir)
     if not source.is_file():
         raise UsageError(f"nir file {args.nir!r} does not exist")
+    _check_output(Path(args.output))
     try:
-        import nir
-
-        graph = nir.read(str(source))
-    except ImportError:
-        raise UsageError("reading NIR files needs the nir package: pip install nir") from None
-    except Exception as error:  # h5py's errors for a file that is not a NIR graph
-        raise UsageError(f"cannot read nir file {args.nir!r}: {error}") from None
-    try:
-        model = from_nir(graph, args.dt)
-        exported = to_onnx(model, torch.zeros(args.shape), args.output, graph=args.graph)
-    except (ExportError, TypeError, ValueError, FileNotFoundError) as error:
+        graph = read_nir(source)  # within lifexport.limits, before reading any data
+    except ImportError as error:
         raise UsageError(str(error)) from None
+    model = from_nir(graph, args.dt)
+    _check_layer_sizes(model, args.shape, args.graph)
+    with _writing(args.output, "output"):
+        exported = to_onnx(model, torch.zeros(args.shape), args.output, graph=args.graph)
     layers = [type(m).__name__ for m in model]
     text = f"read {source} as {', '.join(layers)}; wrote {exported.path} ({exported.graph} graph)"
     _emit(args, {"layers": layers, "path": str(exported.path)}, text)
@@ -302,10 +433,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a file against the model the user names: never code that the file names."""
     from lifexport.validation import read_graph, validate
 
-    try:
-        info = read_graph(args.onnx)  # a missing, non-ONNX or non-lifexport file: one line
-    except (ValueError, FileNotFoundError) as error:
-        raise UsageError(str(error)) from None
+    info = read_graph(args.onnx)  # a missing, non-ONNX or non-lifexport file: one line
     if args.model is None:
         # The recorded source is text from the file: shown (quoted) as a hint, never imported.
         hint = f"; the file says it was exported from {info.source!r}" if info.source else ""
@@ -313,8 +441,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "pass --model package.module:function, the torch model to compare the graph "
             f"with{hint}"
         )
-    model = _load_model(args.model)
     inputs = None if args.input is None else _load_tensor(args.input, "--input")
+    if inputs is None:  # the drive validate makes: --steps (default 200) x the file's B, ...
+        steps = 200 if args.steps is None else args.steps
+        drive = (steps, info.contract.batch, *info.contract.feature_shape)
+        try:
+            check_elements(f"the drive for {args.onnx!r}", drive)
+        except ValueError as error:
+            raise UsageError(f"--steps {steps}: {error}") from None
+    model = _load_model(args.model)
+    _check_model_fits(model, info, args)
     try:
         report = validate(
             model,
@@ -325,8 +461,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             precision=args.precision,
             flip_budget=args.flip_budget,
         )
-    except (ValueError, TypeError, FileNotFoundError) as error:  # what validate documents
-        raise UsageError(str(error)) from None
+    except RuntimeError as error:  # torch's, running a model that does not fit the file
+        raise UsageError(
+            f"--model {args.model} does not fit {args.onnx!r}: {error}; validate the model that "
+            "was exported"
+        ) from None
     _emit(args, report.to_dict(), report.format())
     return EXIT_OK if report.passed else EXIT_MISMATCH
 
@@ -371,6 +510,7 @@ def _providers(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--providers",
         nargs="+",
+        type=_provider,
         default=list(PROVIDERS),
         metavar="PROVIDER",
         help="onnxruntime execution providers (default: CPU and CUDA; an unavailable one "
@@ -389,7 +529,9 @@ def _add_demo(commands) -> None:
     demo.add_argument(
         "--epochs", type=_positive_int, default=40, help="epochs with --train (default 40)"
     )
-    demo.add_argument("--out", default="out", help="folder for the ONNX files and the picture")
+    demo.add_argument(
+        "--out", type=_folder, default="out", help="folder for the ONNX files and the picture"
+    )
     _providers(demo)
 
 
@@ -422,7 +564,10 @@ def _add_export(commands) -> None:
 
 def _add_validate(commands) -> None:
     check = _command(
-        commands, "validate", "run an exported file in onnxruntime against eager torch", cmd_validate
+        commands,
+        "validate",
+        "run an exported file in onnxruntime against eager torch",
+        cmd_validate,
     )
     check.add_argument("onnx", help="a .onnx file written by lifexport")
     check.add_argument(
@@ -465,11 +610,16 @@ def _add_nir(commands) -> None:
     out.add_argument("--input-shape", type=_shape, help="features of one sample, e.g. 2,34,34 "
                      "(needed when the model starts with a Conv)")
     into = _command(
-        directions, "import", "read a NIR file into lifexport layers and export ONNX", cmd_nir_import
+        directions,
+        "import",
+        "read a NIR file into lifexport layers and export ONNX",
+        cmd_nir_import,
     )
     into.add_argument("nir", help="a .nir file")
     into.add_argument("output", help="the .onnx file to write")
-    into.add_argument("--shape", type=_shape, required=True, help="example input shape, e.g. 32,1,64")
+    into.add_argument(
+        "--shape", type=_shape, required=True, help="example input shape, e.g. 32,1,64"
+    )
     into.add_argument("--graph", choices=("sequence", "step"), default="sequence")
     for sub in (out, into):
         sub.add_argument(
@@ -534,11 +684,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    command = " ".join(filter(None, (args.command, getattr(args, "direction", None))))
     try:
         return args.run(args)
-    except UsageError as error:
-        print(f"lifexport {args.command}: error: {_one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
+    except (UsageError, ValueError, TypeError, LifexportError) as error:
+        # What the API raises for bad arguments or files (its documented errors), and ours.
+        message = str(error)
+    except OSError as error:  # a file that cannot be read or written
+        message = str(error)
+        if error.filename is not None:
+            message = f"{error.filename!r}: {error.strerror or error}"
+    print(f"lifexport {command}: error: {_one_line(message)}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

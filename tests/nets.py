@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import torch
 
 
@@ -21,3 +24,16 @@ def seeded_linear(
         if bias is not None:
             layer.bias.uniform_(*bias)
     return layer
+
+
+def altered_nir(source: Path, tmp_path: Path, key: str, **dataset) -> Path:
+    """A copy of the NIR file ``source`` whose dataset ``/node/<key>`` is replaced by one made
+    with the h5py keywords ``dataset`` (e.g. a huge compressed shape, never written)."""
+    import h5py  # the NIR tests' dependency, not every test's
+
+    path = tmp_path / "altered.nir"
+    shutil.copy(source, path)
+    with h5py.File(path, "a") as f:
+        del f[f"node/{key}"]
+        f["node"].create_dataset(key, **dataset)
+    return path

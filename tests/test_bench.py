@@ -1,15 +1,23 @@
 """`lifexport bench` on CPU: the rows it prints, its device and SpikingJelly checks, its
-ratios and command line. Tiny shapes and no compiled rows keep it fast; no timing is asserted."""
+ratios and command line. Tiny shapes and no compiled rows keep it fast; no timing is asserted.
+The CUDA-only rows (bfloat16, SpikingJelly's comparison) are driven here through stand-ins,
+and their ratios computed from hand-made rows."""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import types
 
 import pytest
 import torch
 
+import lifexport
 from lifexport import _bench
 from lifexport.cli import EXIT_OK, EXIT_USAGE, build_parser, main
+from lifexport.kernels import triton_available
+from lifexport.modules import LIF, LIFRefrac
 
 TINY = ["--t", "3", "--b", "2", "--n", "8", "--repeats", "1", "--warmup", "0"]
 
@@ -37,6 +45,9 @@ def test_cpu_bench_prints_every_row_as_markdown(capsys):
     assert "- lifexport compiled scan: left out (--no-compiled)" in out
     assert "- SpikingJelly rows: not requested (--spikingjelly adds them)" in out
     assert "W1  lifexport eager scan" in err  # progress, row by row, on stderr
+    # The bfloat16 rows run on CUDA only: on CPU, a note says so and the rows are as they were.
+    assert "- W1 lifexport compiled triton bf16 and floor: copy bf16: CUDA only" in out
+    assert not [row for row in rows if "bf16" in " ".join(row)]
 
 
 def test_bench_json_has_rows_ratios_memory_environment_and_notes(capsys):
@@ -142,8 +153,8 @@ def test_ratios_against_floors_norse_and_onnxruntime_with_the_gpu_targets():
             ("W1", "onnxruntime CUDA EP sequence", "forward", 4.0),
             ("W1", "onnxruntime CPU EP sequence", "forward", 8.0),
             ("W2", "lifexport compiled triton", "forward", 2.6),
-            ("LIF", "spikingjelly LIFNode (triton)", "fwd+bwd", 1.5),
-            ("LIF", "lifexport LIF compiled triton", "fwd+bwd", 1.0),
+            ("-", "floor: copy bf16", "forward", 0.5),
+            ("W1", "lifexport compiled triton bf16", "forward", 1.5),
         ]
     )
     got = _bench.ratios(rows, "cuda")
@@ -153,9 +164,10 @@ def test_ratios_against_floors_norse_and_onnxruntime_with_the_gpu_targets():
     assert got["W1 fwd+bwd norse eager / lifexport compiled triton (target >= 30)"] == 30.0
     key = "W1 forward onnxruntime CUDA EP / CPU EP sequence (target < 1 at (100, 32, 512))"
     assert got[key] == 0.5
-    key = "LIF fwd+bwd spikingjelly LIFNode (triton) / lifexport LIF compiled triton (target >= 1)"
-    assert got[key] == 1.5
+    key = "W1 forward lifexport compiled triton bf16 / copy bf16 floor (target <= 3)"
+    assert got[key] == 3.0
     assert not [k for k in got if "scan" in k]  # only ratios whose rows are present
+    assert len(got) == 7
 
 
 def test_cpu_ratios_hold_the_compiled_scan_path_to_the_cpu_targets():
@@ -189,24 +201,56 @@ def test_a_failing_measurement_is_reported_and_the_others_still_run(capsys, monk
     assert err.splitlines()[-1].startswith("lifexport bench: 1 measurement(s) failed: W2 ")
 
 
-def test_the_spikingjelly_rows_drive_its_multi_step_lif_node(monkeypatch):
-    """A stand-in with SpikingJelly 2.0's interface (LIFNode(..., step_mode, backend),
-    functional.reset_net, functional.neuron_implementation), run on CPU."""
-    import sys
-    import types
+SJ = "LIF T=3 B=2 N=5"  # the SpikingJelly workload at the stand-ins' shape
+SPIKINGJELLY = {p: f"spikingjelly LIFNode (triton) {p}" for p in ("float32", "bf16")}
+LIFEXPORT = [
+    _bench.lif_variant(layer, kind, mode, precision)
+    for precision in ("float32", "bf16")
+    for layer, kind in (("LIF", "eager"), ("LIF", "compiled"), ("LIFRefrac", "compiled"))
+    for mode in ("store", "recompute")
+]
 
-    made, resets = [], []
+
+@pytest.fixture
+def standins(monkeypatch):
+    """SpikingJelly 2.0's interface (LIFNode(..., step_mode, backend), functional.reset_net,
+    functional.neuron_implementation) and lifexport's LIF, LIFRefrac, compile and peak memory
+    as stand-ins on CPU at a tiny shape. What they saw: the nodes made, the resets, the layers
+    built (name, backend, memory) and every call (who, input dtype, autocast on)."""
+    seen = types.SimpleNamespace(made=[], resets=[], layers=[], calls=[], reject=())
+
+    def spikes(who: str, x: torch.Tensor) -> torch.Tensor:
+        seen.calls.append((who, x.dtype, torch.is_autocast_enabled("cpu")))
+        if who == "spikingjelly" and x.dtype in seen.reject:
+            raise TypeError(f"unsupported dtype {x.dtype}\nsecond line")
+        return (x > 1).to(x) + 0 * x
 
     class LIFNode(torch.nn.Module):
         def __init__(self, tau=2.0, step_mode="s", backend="torch"):
             super().__init__()
-            made.append(dict(tau=tau, step_mode=step_mode, backend=backend))
+            seen.made.append(dict(tau=tau, step_mode=step_mode, backend=backend))
 
         def forward(self, x):  # (T, B, N) -> spikes
-            return (x > 1).to(x) + 0 * x
+            return spikes("spikingjelly", x)
+
+    def layer(name: str) -> type:
+        class Layer(torch.nn.Module):
+            def __init__(self, backend="auto", memory="auto"):
+                super().__init__()
+                self.who = f"{name} {backend} {memory}"
+                seen.layers.append(self.who)
+
+            def forward(self, x):
+                return spikes(self.who, x), None
+
+        return Layer
+
+    def compile_(model):
+        model.who = f"compiled {model.who}"
+        return model
 
     functional = types.SimpleNamespace(
-        reset_net=resets.append,
+        reset_net=seen.resets.append,
         neuron_implementation=lambda name, device: {"implementation": "triton"},
     )
     package = types.ModuleType("spikingjelly")
@@ -215,19 +259,234 @@ def test_the_spikingjelly_rows_drive_its_multi_step_lif_node(monkeypatch):
     monkeypatch.setitem(sys.modules, "spikingjelly", package)
     monkeypatch.setitem(sys.modules, "spikingjelly.activation_based", based)
     monkeypatch.setattr(_bench, "spikingjelly_absent", lambda device: "")
-    monkeypatch.setattr(_bench, "triton_available", lambda: False)
+    monkeypatch.setattr(_bench, "triton_available", lambda: True)
+    monkeypatch.setattr(_bench, "LIF", layer("LIF"))
+    monkeypatch.setattr(_bench, "LIFRefrac", layer("LIFRefrac"))
+    monkeypatch.setattr(_bench, "lifexport_compile", compile_)
+    monkeypatch.setattr(_bench, "_cuda_peak", lambda run, x: 10**6 * x.element_size())
     monkeypatch.setattr(_bench, "SPIKINGJELLY_SHAPE", (3, 2, 5))
-    result = _bench.Result(_bench.Config(repeats=1, warmup=0))
+    return seen
+
+
+def _spikingjelly_result(**config) -> _bench.Result:
+    result = _bench.Result(_bench.Config(repeats=1, warmup=0, **config))
 
     def add(workload, variant, pass_, ms):
         result.rows.append(dict(workload=workload, variant=variant, pass_=pass_, ms=ms))
 
     _bench._spikingjelly_rows(result.config, add, result, log=lambda line: None)
-    assert result.failures == []
-    assert made == [dict(tau=2.0, step_mode="m", backend="triton")]
-    assert {(r["variant"], r["pass_"]) for r in result.rows} == {
-        ("spikingjelly LIFNode (triton)", "forward"),
-        ("spikingjelly LIFNode (triton)", "fwd+bwd"),
+    return result
+
+
+def test_the_spikingjelly_rows_compare_each_dtype_and_memory_mode(standins):
+    result = _spikingjelly_result()
+    assert result.failures == [] and result.notes == []
+    assert standins.made == [dict(tau=2.0, step_mode="m", backend="triton")] * 2
+    assert len(standins.resets) == 6  # per dtype: the check, one forward, one forward+backward
+    variants = [  # in the order measured: per dtype, SpikingJelly's row first
+        v for p in ("float32", "bf16") for v in (SPIKINGJELLY[p], *LIFEXPORT) if v.endswith(p)
+    ]
+    assert {(r["workload"], r["variant"], r["pass_"]) for r in result.rows} == {
+        (SJ, v, p) for v in variants for p in ("forward", "fwd+bwd")
     }
-    assert len(resets) == 3  # before each run: the check, one forward, one forward+backward
-    assert "lifexport LIF rows beside SpikingJelly: Triton is not installed" in result.notes
+    assert len(result.rows) == 2 * len(variants) == 2 * 14
+    assert "lifexport LIF compiled triton store bf16" in variants
+    assert "lifexport LIFRefrac compiled triton recompute float32" in variants
+    # Each lifexport layer is built on the triton backend in the row's memory mode.
+    assert sorted(set(standins.layers)) == [
+        f"{layer} triton {mode}"
+        for layer in ("LIF", "LIFRefrac")
+        for mode in ("recompute", "store")
+    ]
+    # bf16: SpikingJelly gets the bfloat16 input as it is, lifexport under autocast.
+    calls = set(standins.calls)
+    assert ("spikingjelly", torch.bfloat16, False) in calls
+    assert ("spikingjelly", torch.float32, False) in calls
+    assert ("compiled LIF triton store", torch.bfloat16, True) in calls
+    assert ("LIF triton recompute", torch.bfloat16, True) in calls
+    assert ("compiled LIFRefrac triton store", torch.float32, False) in calls
+    assert not [c for c in calls if (c[1] == torch.bfloat16) != c[2] and c[0] != "spikingjelly"]
+    # One memory row per variant, against the input in the row's dtype.
+    assert [m["variant"] for m in result.memory] == variants
+    assert {m["workload"] for m in result.memory} == {SJ}
+    assert {(m["peak_mb"], m["x_input"]) for m in result.memory} == {
+        (4.0, round(10**6 / (3 * 2 * 5), 2)),
+        (2.0, round(10**6 / (3 * 2 * 5), 2)),
+    }
+    ratios = result.ratios()
+    key = f"{SJ} fwd+bwd lifexport LIF compiled triton store bf16 / {SPIKINGJELLY['bf16']}"
+    assert key in ratios  # on CPU, without targets
+    key = f"{SJ} peak memory lifexport LIF eager triton store float32 / {SPIKINGJELLY['float32']}"
+    assert ratios[key] == 1.0
+
+
+@pytest.mark.skipif(
+    os.environ.get("TRITON_INTERPRET") != "1" or not triton_available(),
+    reason="runs the fused kernels on CPU: needs Triton and its interpreter",
+)
+def test_the_real_layers_run_every_row_beside_spikingjelly(standins, monkeypatch):
+    """lifexport's own layers and compile, in Triton's interpreter: every memory mode and dtype
+    runs, eager and compiled, and the compiled rows stay within dynamo's recompile limit."""
+    monkeypatch.setattr(_bench, "LIF", LIF)
+    monkeypatch.setattr(_bench, "LIFRefrac", LIFRefrac)
+    monkeypatch.setattr(_bench, "lifexport_compile", lifexport.compile)
+
+    def peak(run, x):  # one forward+backward, as the CUDA measurement runs it
+        run(x.detach().clone().requires_grad_()).sum().backward()
+        return 10**6
+
+    monkeypatch.setattr(_bench, "_cuda_peak", peak)
+    # Dynamo's config is patched with its own context manager: monkeypatch's undo leaves
+    # `recompile_limit` deleted (torch 2.13), which broke every later compile in the run.
+    with torch._dynamo.config.patch(recompile_limit=8):
+        result = _spikingjelly_result()
+    assert result.failures == []
+    assert len(result.rows) == 2 * 14 and len(result.memory) == 14
+
+
+def test_a_spikingjelly_that_rejects_bfloat16_is_reported_and_the_rest_still_run(standins):
+    standins.reject = (torch.bfloat16,)
+    result = _spikingjelly_result(memory=False)
+    assert result.failures == [
+        "spikingjelly LIFNode bf16: TypeError: unsupported dtype torch.bfloat16"
+    ]
+    variants = {r["variant"] for r in result.rows}
+    assert variants == {SPIKINGJELLY["float32"], *LIFEXPORT}
+    assert result.memory == []
+
+
+def test_without_triton_only_spikingjelly_runs_and_a_note_says_why(standins, monkeypatch):
+    monkeypatch.setattr(_bench, "triton_available", lambda: False)
+    result = _spikingjelly_result()
+    assert result.failures == [] and standins.layers == []
+    assert {r["variant"] for r in result.rows} == set(SPIKINGJELLY.values())
+    assert result.notes == ["lifexport LIF rows beside SpikingJelly: Triton is not installed"]
+
+
+W = "LIF T=32 B=64 N=65536"
+
+
+def test_ratios_beside_spikingjelly_are_lifexport_over_it_per_dtype_and_mode():
+    rows = _rows(
+        [
+            (W, SPIKINGJELLY["float32"], "forward", 1.0),
+            (W, SPIKINGJELLY["float32"], "fwd+bwd", 2.0),
+            (W, SPIKINGJELLY["bf16"], "fwd+bwd", 1.0),
+            (W, "lifexport LIF eager triton store float32", "forward", 0.5),
+            (W, "lifexport LIF eager triton store float32", "fwd+bwd", 1.6),
+            (W, "lifexport LIF compiled triton recompute float32", "fwd+bwd", 3.0),
+            (W, "lifexport LIF compiled triton store bf16", "fwd+bwd", 0.75),
+            (W, "lifexport LIFRefrac compiled triton store bf16", "fwd+bwd", 0.9),
+            (W, "lifexport LIFRefrac compiled triton store bf16", "forward", 0.9),
+            (W, "lifexport LIFRefrac compiled triton recompute float32", "fwd+bwd", 3.3),
+        ]
+    )
+    f32, bf16 = SPIKINGJELLY["float32"], SPIKINGJELLY["bf16"]
+    # The targets: forward+backward only; none across dtypes, none without both rows.
+    assert _bench.ratios(rows, "cuda") == {
+        f"{W} forward lifexport LIF eager triton store float32 / {f32}": 0.5,
+        f"{W} fwd+bwd lifexport LIF eager triton store float32 / {f32} (target <= 0.8)": 0.8,
+        f"{W} fwd+bwd lifexport LIF compiled triton recompute float32 / {f32} (target <= 0.8)": 1.5,
+        f"{W} fwd+bwd lifexport LIF compiled triton store bf16 / {bf16} (target <= 0.8)": 0.75,
+        f"{W} fwd+bwd lifexport LIFRefrac compiled triton store bf16 / "
+        "lifexport LIF compiled triton store bf16 (target <= 1.2)": 1.2,
+        f"{W} fwd+bwd lifexport LIFRefrac compiled triton recompute float32 / "
+        "lifexport LIF compiled triton recompute float32 (target <= 1.2)": 1.1,
+    }
+    assert not [k for k in _bench.ratios(rows, "cpu") if "target" in k]  # GPU targets
+
+
+def _sj_memory() -> list[dict]:
+    """Hand-made memory rows at SpikingJelly's shape (meta tensors: no memory taken)."""
+    x32 = torch.empty(32, 64, 65536, device="meta")  # (T, B, N)
+    x16 = x32.to(torch.bfloat16)
+    b32, b16 = 4 * x32.numel(), 2 * x16.numel()
+    return [
+        _bench.memory_row("W1", "lifexport eager triton", 10**6, x32),
+        _bench.memory_row(W, SPIKINGJELLY["float32"], 2 * b32, x32),
+        _bench.memory_row(W, "lifexport LIF eager triton store float32", 2 * b32, x32),
+        _bench.memory_row(W, "lifexport LIF compiled triton recompute float32", 3 * b32, x32),
+        _bench.memory_row(W, SPIKINGJELLY["bf16"], 4 * b16, x16),
+        _bench.memory_row(W, "lifexport LIF compiled triton store bf16", 2 * b16, x16),
+        _bench.memory_row(W, "lifexport LIFRefrac compiled triton recompute bf16", 5 * b16, x16),
+    ]
+
+
+def test_memory_ratios_hold_store_to_spikingjelly_and_recompute_to_the_input():
+    memory = _sj_memory()
+    assert memory[1] == dict(
+        workload=W, variant=SPIKINGJELLY["float32"], peak_mb=1073.742, input_mb=536.871, x_input=2.0
+    )
+    assert memory[4]["input_mb"] == 268.435  # against the bfloat16 input
+    f32, bf16 = SPIKINGJELLY["float32"], SPIKINGJELLY["bf16"]
+    assert _bench.ratios([], "cuda", memory) == {
+        f"{W} peak memory lifexport LIF eager triton store float32 / {f32} (target <= 1)": 1.0,
+        f"{W} peak memory lifexport LIF compiled triton store bf16 / {bf16} (target <= 1)": 0.5,
+        f"{W} peak memory lifexport LIF compiled triton recompute float32 / input "
+        "(target <= 3)": 3.0,
+        f"{W} peak memory lifexport LIFRefrac compiled triton recompute bf16 / input "
+        "(target <= 3)": 5.0,
+    }
+
+
+def test_the_memory_tables_keep_w1_and_add_one_at_spikingjelly_shape():
+    result = _bench.Result(_bench.Config(device="cuda"), memory=_sj_memory())
+    out = result.format()
+    w1 = (
+        "| peak memory, one W1 forward+backward | MB | x input size |\n|---|---:|---:|\n"
+        "| lifexport eager triton | +1 | 0.0 |\n\nInput: 536.9 MB. CUDA: "
+    )
+    assert w1 in out
+    sj = (
+        f"| peak memory, one forward+backward at {W} | MB | input MB | x input size |\n"
+        "|---|---:|---:|---:|\n"
+        f"| {SPIKINGJELLY['float32']} | +1074 | 536.9 | 2.0 |\n"
+    )
+    assert sj in out and out.index(w1) < out.index(sj)
+    assert f"| {W} peak memory lifexport LIF compiled triton store bf16 / " in out
+    alone = _bench.Result(_bench.Config(device="cuda"), memory=_sj_memory()[1:]).format()
+    assert "W1 forward+backward" not in alone and alone.endswith(f"{_bench.CUDA_MEMORY_METHOD}.")
+
+
+def test_bf16_absent_names_each_reason(monkeypatch):
+    assert _bench.bf16_absent(_bench.Config()).startswith("CUDA only: ")
+    monkeypatch.setattr(_bench, "triton_available", lambda: True)
+    assert _bench.bf16_absent(_bench.Config(device="cuda")) == ""
+    no_compiled = _bench.Config(device="cuda", compiled=False)
+    assert _bench.bf16_absent(no_compiled) == "left out (--no-compiled)"
+    monkeypatch.setattr(_bench, "triton_available", lambda: False)
+    assert _bench.bf16_absent(_bench.Config(device="cuda")) == "Triton is not installed"
+
+
+def test_the_bf16_w1_row_runs_the_compiled_triton_layer_under_autocast(monkeypatch):
+    calls = []
+
+    def build(variant, linear, device):
+        def run(x):
+            calls.append((variant, linear, x.dtype, torch.is_autocast_enabled(device)))
+            return x * 1
+
+        return run
+
+    monkeypatch.setattr(_bench, "bf16_absent", lambda cfg: "")
+    monkeypatch.setattr(_bench, "build", build)
+    result = _bench.Result(_bench.Config(repeats=1, warmup=0))
+
+    def add(workload, variant, pass_, ms):
+        result.rows.append((workload, variant, pass_))
+
+    x = torch.rand(3, 2, 4)  # (T, B, N), float32 as every workload's input
+    _bench._bf16_w1_rows(result.config, x, add, result, log=lambda line: None)
+    assert result.failures == [] and result.notes == []
+    assert result.rows == [("W1", _bench.BF16_W1, "forward"), ("W1", _bench.BF16_W1, "fwd+bwd")]
+    assert set(calls) == {("lifexport compiled triton", None, torch.bfloat16, True)}
+
+
+def test_in_precision_runs_bf16_under_autocast_and_float32_as_it_is():
+    def seen(x):
+        return x.dtype, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
+
+    x = torch.zeros(2, 1, 3, dtype=torch.bfloat16)
+    assert _bench.in_precision(seen, "float32", "cpu") is seen
+    assert _bench.in_precision(seen, "bf16", "cpu")(x) == (torch.bfloat16, True, torch.bfloat16)
+    assert not torch.is_autocast_enabled("cpu")

@@ -70,7 +70,8 @@ def test_help_lists_every_command(module):
     assert result.stdout.startswith("usage: lifexport ")
     for command in ("demo", "export", "validate", "bench"):
         assert command in result.stdout
-    assert "exit codes: 0 ok, 1 validation mismatch or failed measurement, 2 usage error" in result.stdout
+    codes = "exit codes: 0 ok, 1 validation mismatch or failed measurement, 2 usage error"
+    assert codes in result.stdout
 
 
 def test_python_m_lifexport_version():
@@ -137,7 +138,8 @@ def test_validate_wrong_input_shape(exported, tmp_path):
 
 
 def test_export_bad_model_spec(tmp_path):
-    result = lifexport("export", "lifexport.digits:nope", str(tmp_path / "a.onnx"), "--shape", SHAPE)
+    out = str(tmp_path / "a.onnx")
+    result = lifexport("export", "lifexport.digits:nope", out, "--shape", SHAPE)
     assert_one_line_usage_error(result, "cannot load model spec")
 
 
@@ -272,6 +274,13 @@ def with_lstm():
 
 def stack_with_lstm():
     return lifexport.SequentialState(torch.nn.LSTM(4, 4), lifexport.LIFRefrac())
+
+
+def wide_stack():
+    """tests.cli_models.small_lif_stack with 7 input features instead of 6."""
+    return lifexport.SequentialState(
+        torch.nn.Linear(7, 8), lifexport.LIF(), torch.nn.Linear(8, 3), lifexport.LI()
+    )
 '''
 
 
@@ -359,3 +368,153 @@ def test_bench_config_rejects_bad_sizes():
         Config(t=0)
     with pytest.raises(ValueError, match="Config.threads"):
         Config(threads=-1)
+
+
+# -- files and arguments are data: bounded work, one line, exit 2 ---------------------------
+
+
+@pytest.fixture(scope="module")
+def small_onnx(tmp_path_factory) -> Path:
+    """tests.cli_models.small_lif_stack (6 features in) as a sequence graph, example (5, 2, 6)."""
+    import torch
+
+    from lifexport.export import to_onnx
+    from tests.cli_models import small_lif_stack
+
+    path = tmp_path_factory.mktemp("small") / "small.onnx"
+    to_onnx(small_lif_stack(), torch.zeros(5, 2, 6), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["export", SPEC, "a.onnx", "--shape", "100000000000,1,4"], "--shape"),
+        (["nir", "export", SPEC, "a.nir", "--input-shape", "100000000000"], "--input-shape"),
+        (["nir", "import", "a.nir", "a.onnx", "--shape", "100000,100000,64"], "--shape"),
+    ],
+)
+def test_huge_shapes_are_refused_before_anything_runs(argv, option, capsys, monkeypatch):
+    from lifexport import cli
+    from lifexport.limits import LIMITS
+
+    ran = []
+    monkeypatch.setattr(cli, "_load_model", lambda spec: ran.append(spec))
+    line = usage_error(argv, capsys, f"argument {option}: an input of shape (")
+    assert f"elements, over the limit of {LIMITS.max_elements} " in line
+    assert ran == []
+
+
+def test_the_limit_is_the_one_in_force(capsys, monkeypatch):
+    from lifexport.limits import LIMITS
+
+    monkeypatch.setattr(LIMITS, "max_elements", 1000)
+    line = usage_error(["export", SPEC, "a.onnx", "--shape", "32,1,64"], capsys, "--shape")
+    assert line.endswith(
+        "an input of shape (32, 1, 64) has 2048 elements, over the limit of 1000 "
+        "(lifexport.limits.LIMITS.max_elements; raise it if a real use needs more)"
+    )
+
+
+def test_validate_steps_over_the_limit_are_refused(small_onnx, capsys):
+    usage_error(
+        ["validate", str(small_onnx), "--model", SPEC, "--steps", "100000000000"],
+        capsys,
+        f"--steps 100000000000: the drive for '{small_onnx}' of shape (100000000000, 2, 6) "
+        "has 1200000000000 elements, over the limit",
+    )
+
+
+def test_validate_a_model_of_another_width_is_a_usage_error(small_onnx, factories, capsys):
+    """Not a mismatch (exit 1): the file came from another model; name both sizes."""
+    line = usage_error(
+        ["validate", str(small_onnx), "--model", "factories:wide_stack"],
+        capsys,
+        "--model factories:wide_stack does not fit",
+        "whose input is (T, B, 6)",
+        "layer 0 (Linear) takes 7 input features (last dimension), got 6",
+    )
+    assert "mat1" not in line
+
+
+def test_validate_a_torch_error_from_the_model_is_a_usage_error(small_onnx, capsys, monkeypatch):
+    import lifexport.validation
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x6 and 7x8)")
+
+    monkeypatch.setattr(lifexport.validation, "validate", failing)
+    argv = ["validate", str(small_onnx), "--model", "tests.cli_models:small_lif_stack"]
+    usage_error(argv, capsys, "--model tests.cli_models:small_lif_stack does not fit", "mat1")
+
+
+@pytest.mark.parametrize("command", ["demo", "validate"])
+def test_a_misspelt_provider_is_named_with_the_available_ones(command, capsys, monkeypatch):
+    import onnxruntime as ort
+
+    from lifexport import _demo
+
+    ran = []
+    monkeypatch.setattr(_demo, "run_demo", lambda *a, **k: ran.append(a))
+    argv = [command, *(["missing.onnx"] if command == "validate" else [])]
+    line = usage_error(
+        [*argv, "--providers", "CPUExecutionProvider", "CPUExecutionProvidr"],
+        capsys,
+        "argument --providers: unknown onnxruntime execution provider 'CPUExecutionProvidr'",
+        "did you mean 'CPUExecutionProvider'?",
+    )
+    assert line.endswith(f"(available here: {', '.join(ort.get_available_providers())})")
+    assert ran == []
+
+
+def test_demo_out_that_is_a_file_is_refused_before_any_work(capsys, monkeypatch, tmp_path):
+    from lifexport import _demo
+
+    ran = []
+    monkeypatch.setattr(_demo, "run_demo", lambda *a, **k: ran.append(a))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    usage_error(
+        ["demo", "--out", str(notes)],
+        capsys,
+        f"argument --out: expected a folder (created if missing), got {str(notes)!r}, which "
+        "is a file",
+    )
+    assert ran == [] and notes.read_text() == "mine"
+
+
+def test_run_demo_checks_its_arguments_before_any_work(tmp_path):
+    from lifexport._demo import run_demo
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    with pytest.raises(ValueError, match=r"^out_dir '.*notes\.txt' is a file; name a folder"):
+        run_demo(notes)
+    with pytest.raises(ValueError, match=r"^out_dir '.*notes\.txt/out' cannot be created: "):
+        run_demo(notes / "out")
+    assert notes.read_text() == "mine"
+    with pytest.raises(ValueError, match=r"^providers: unknown .* 'CPU' \(available here: "):
+        run_demo(tmp_path / "out", providers=("CPU",))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("example_input does not fit"),
+        TypeError("model must be a module"),
+        __import__("lifexport.errors").errors.ExportError("layer 3 (LSTM) cannot be exported"),
+        PermissionError(13, "Permission denied", "/somewhere/file"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_any_command_reports_api_errors_in_one_line(error, capsys, monkeypatch, tmp_path):
+    import lifexport.export
+
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(lifexport.export, "to_onnx", failing)
+    line = usage_error(["export", SPEC, str(tmp_path / "a.onnx"), "--shape", SHAPE], capsys)
+    assert line.startswith("lifexport export: error: ")
+    assert (error.strerror if isinstance(error, OSError) else str(error)) in line

@@ -14,7 +14,7 @@ PACKAGE = Path(lifexport.__file__).parent
 #: Lowest first; a module may import its own layer and those before it. Top-level modules
 #: (cli, demo, bench, errors, version) are the tools layer.
 LAYERS = ("functional", "kernels", "modules", "graph", "export", "nir", "validation", "digits")
-BELOW_EVERYTHING = {"lifexport.errors", "lifexport._version"}
+BELOW_EVERYTHING = {"lifexport.errors", "lifexport._version", "lifexport.limits"}
 
 
 def _layer(module: str) -> int:

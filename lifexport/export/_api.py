@@ -31,11 +31,13 @@ from lifexport.graph import (
     GRAPHS,
     METADATA,
     QUANTIZE_KEY,
-    X,
     GraphContract,
     GraphFile,
     StateLayout,
+    X,
+    weight_types,
 )
+from lifexport.limits import LIMITS, check_elements
 from lifexport.modules import (
     as_sequence,
     constant_surrogates,
@@ -138,6 +140,11 @@ def _layer_metadata(model: torch.nn.Module) -> tuple[dict[str, Any], ...]:
 
 
 def _check_path(path: str | os.PathLike) -> Path:
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise TypeError(
+            f"path must be a str or os.PathLike of a text path (such as 'model.onnx'), got "
+            f"{type(path).__name__}"
+        )
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"path {str(path)!r} is a folder; give a file name such as model.onnx")
@@ -165,10 +172,6 @@ def _check_request(
     unroll: int | None = None,
 ) -> None:
     """Stage 1: the arguments, before any tracing."""
-    _check_quantize(quantize, calibration, mode, example_input)
-    bad_unroll = isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 1
-    if unroll is not None and bad_unroll:
-        raise ValueError(f"unroll must be a positive int (steps per Scan iteration), got {unroll!r}")
     clash = sorted(set(metadata or {}) & {m.key for m in METADATA if m.required})
     if clash:
         raise ValueError(f"metadata: {clash} are lifexport's own keys, written by to_onnx")
@@ -192,11 +195,40 @@ def _check_request(
             f"a {graph} graph takes {_axes(graph)}; got example_input of shape "
             f"{tuple(example_input.shape)}"
         )
+    _check_unroll(unroll, graph, example_input)
+    _check_quantize(quantize, calibration, mode, graph, example_input)
+
+
+def _check_unroll(unroll: object, graph: str, example_input: Tensor) -> None:
+    """``unroll``: ``None`` or an int in ``1..min(T, LIMITS.max_unroll)``; a step graph has no
+    time loop, so 1 there."""
+    if unroll is None:
+        return
+    if graph == "step":
+        top, why = 1, "a step graph has no time loop"
+    else:
+        steps = example_input.shape[0]
+        top = min(steps, LIMITS.max_unroll)
+        why = f"at most T = {steps}, the example input's time steps" + (
+            f", and lifexport.limits.LIMITS.max_unroll = {LIMITS.max_unroll}"
+            if LIMITS.max_unroll < steps
+            else ""
+        )
+    if isinstance(unroll, bool) or not isinstance(unroll, int) or not 1 <= unroll <= top:
+        raise ValueError(
+            f"unroll must be an int in 1..{top} (steps per Scan iteration: {why}), got {unroll!r}"
+        )
 
 
 def _check_quantize(
-    quantize: str | None, calibration: Tensor | None, mode: str, example_input: Tensor
+    quantize: str | None,
+    calibration: Tensor | None,
+    mode: str,
+    graph: str,
+    example_input: Tensor,
 ) -> None:
+    """``quantize`` and ``calibration``: typical input the export can take, whose ranges mean
+    something (finite, not constant)."""
     if quantize is None:
         if calibration is not None:
             raise ValueError("calibration is for quantize='int8'; drop it, or quantize")
@@ -214,6 +246,26 @@ def _check_quantize(
         raise ValueError(
             f"calibration must have example_input's rank and dtype ({example_input.dim()}, "
             f"{example_input.dtype}), got shape {tuple(calibration.shape)}, {calibration.dtype}"
+        )
+    shape, lead = tuple(calibration.shape), 1 if graph == "step" else 2
+    features = tuple(example_input.shape[lead:])
+    if shape[lead:] != features or 0 in shape[:lead]:
+        raise ValueError(
+            f"calibration must be shaped like example_input {tuple(example_input.shape)}: "
+            f"{_axes(graph)} with features {features} (T and B may differ, but not be 0), "
+            f"got {shape}"
+        )
+    check_elements("calibration", shape)
+    if not bool(torch.isfinite(calibration).all()):
+        raise ValueError(
+            "calibration must be finite: it holds NaN or inf, which give no input range; give "
+            "typical input"
+        )
+    low, high = calibration.min().item(), calibration.max().item()
+    if low == high:
+        raise ValueError(
+            f"calibration must vary: every element is {low}, which gives no input range to "
+            "quantize over; give typical input"
         )
 
 
@@ -344,6 +396,17 @@ def _quantize(onnx_model, contract: GraphContract, calibration: Tensor):
         quantized = quantize_int8(onnx_model, feeds)
     finally:
         logging.disable(logging.NOTSET)
+    weights = weight_types(quantized)
+    if not weights.int8:
+        raise ValueError(
+            "quantize='int8' needs a model with Linear or Conv weights to quantize; this one "
+            "has none (its neuron layers stay float32 anyway): drop quantize"
+        )
+    if weights.float:
+        raise ExportError(
+            f"quantize='int8' left weights in float: {', '.join(weights.float)}; the file would "
+            "claim int8 weights it does not hold"
+        )
     # quantize_int8 keeps the float file's metadata (the contract) and adds how it quantized
     how = next(p.value for p in quantized.metadata_props if p.key == QUANTIZE_KEY)
     return quantized, replace(contract, quantize=how)
@@ -385,11 +448,18 @@ def to_onnx(
             dimension is B); it becomes input ``target``.
         metadata: more ``metadata_props`` to store, beside lifexport's own.
         quantize: ``"int8"``: Linear/Conv weights as int8 (QDQ, per channel, standard ops);
-            spikes stay 0/1 and neuron state float32. Inference graphs only.
+            spikes stay 0/1 and neuron state float32. Inference graphs of models with at
+            least one Linear/Conv weight only. The file records it (``lifexport.quantize``),
+            and :func:`lifexport.graph.read_graph` holds that claim to the graph's
+            ``DequantizeLinear`` nodes.
         calibration: with ``quantize``: typical input, shaped like ``example_input`` (T and
-            B may differ), from which the layer input ranges are taken.
-        unroll: time steps per ``Scan`` iteration (the values do not change, only the number
-            of iterations; measured slower on the CPU execution provider); ``None``: as
+            B may differ, the feature dimensions not), from which the layer input ranges are
+            taken: finite, and not constant (all zeros gives no range).
+        unroll: time steps per ``Scan`` iteration, an int in ``1..min(T, max_unroll)``: T of
+            ``example_input`` (a longer block only pads) and
+            :attr:`lifexport.limits.Limits.max_unroll` (tracing writes each step out); 1 for
+            a step graph, which has no loop. The values do not change, only the number of
+            iterations (measured slower on the CPU execution provider). ``None``: as
             :func:`lifexport.modules.unrolled_time_loop` around the call sets it, else 1.
 
     Returns:
@@ -398,8 +468,12 @@ def to_onnx(
     Raises:
         ExportError: an unsupported model or layer (named), or an export that failed.
         ValueError: an unknown ``graph`` or ``mode``, a ``loss`` without ``target``, an
-            ``example_input`` that does not fit the model, or ``mode="training"`` for a model
-            without trainable parameter.
+            ``example_input`` that does not fit the model, ``mode="training"`` for a model
+            without trainable parameter, an ``unroll`` outside its range, a ``calibration``
+            that is not finite, constant, of another shape or over
+            :attr:`lifexport.limits.Limits.max_elements`, ``quantize`` of a model without
+            weights; ``path`` is a folder.
+        TypeError: ``path`` is not a ``str`` or ``os.PathLike`` of a text path.
         FileNotFoundError: ``path``'s folder does not exist.
 
     Examples:
@@ -411,10 +485,10 @@ def to_onnx(
         >>> out.output_names[:2]
         ('y', 'next_state.1.v')
     """
+    path = _check_path(path)
     _check_request(
         model, example_input, graph, mode, loss, target, metadata, quantize, calibration, unroll
     )
-    path = _check_path(path)
     # Strides are traced as they are: a view such as xs[:, :2] of a (T, 360, F) tensor keeps a
     # stride of 360 * F, which fails the training trace ("Constraints violated (B)", torch 2.13).
     example_input = example_input.contiguous()

@@ -30,12 +30,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from lifexport.export._files import save_model
-from lifexport.graph import QUANTIZE_KEY
+from lifexport.graph import QUANTIZE_KEY, QUANTIZED_OPS
 
 __all__ = ["quantize_int8", "QUANTIZED_OPS"]
-
-#: The ops whose weights are quantized.
-QUANTIZED_OPS = ("MatMul", "Gemm", "Conv")
 
 
 def _load(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:

@@ -2,14 +2,15 @@
 
 The names, NamedTuple fields and defaults are those of ``norse.torch.functional``.
 
-The argument checks the steps run (``check_dt``, ``check_parameters``, ``check_state``,
-``check_value`` and the ``VALUE_RULES`` they apply) are public too: the modules run them once
-per call instead of once per step.
+The argument checks the steps run (``check_dt``, ``check_parameters``,
+``check_parameter_type``, ``check_state``, ``check_value`` and the ``VALUE_RULES`` they apply)
+are public too: the modules run them once per call instead of once per step.
 """
 
 from lifexport.functional._checks import (
     VALUE_RULES,
     check_dt,
+    check_parameter_type,
     check_parameters,
     check_state,
     check_value,
@@ -40,6 +41,7 @@ from lifexport.functional.threshold import METHODS, SURROGATES, heaviside, sign,
 __all__ = [
     "VALUE_RULES",
     "check_dt",
+    "check_parameter_type",
     "check_parameters",
     "check_state",
     "check_value",

@@ -100,16 +100,45 @@ def check_like(name: str, t: Tensor, like: Tensor) -> None:
         raise ValueError(f"{name} is on {t.device} but the input is on {like.device}")
 
 
+def check_parameter_type(p: object, classes: tuple[type, ...], name: str = "p") -> None:
+    """``p`` must have the fields of the NamedTuple ``classes[0]`` (a Norse tuple of the same
+    fields passes) and its ``lif`` field those of ``classes[1]``, if given: else a
+    ``TypeError`` naming ``name`` and the class expected."""
+    cls, *nested = classes
+    fields = getattr(p, "_fields", None)
+    if fields != cls._fields:
+        got = type(p).__name__
+        if got == cls.__name__:  # another package's tuple of that name: the fields differ
+            got += f" with fields {fields}, not {cls._fields}"
+        hint = ""
+        if nested and fields == nested[0]._fields:  # p is what a cls holds
+            hint = f"; wrap it: {cls.__name__}(lif={name}, ...)"
+        elif fields and "lif" in fields and getattr(p.lif, "_fields", None) == cls._fields:
+            hint = f"; pass {name}.lif, or use the step that takes a {type(p).__name__}"
+        raise TypeError(f"{name} must be a {cls.__name__}, got {got}{hint}")
+    if nested:
+        check_parameter_type(p.lif, (nested[0],), f"{name}.lif")
+
+
 def check_parameters(
-    p: NamedTuple, shape: torch.Size, like: Tensor, prefix: str = "p", values: bool = True
+    p: NamedTuple,
+    shape: torch.Size,
+    like: Tensor,
+    prefix: str = "p",
+    values: bool = True,
+    *,
+    classes: tuple[type, ...] | None = None,
 ) -> None:
     """Neuron parameters: known method, one-number alpha, tensors that broadcast to ``shape``
     with ``like``'s dtype and device, values within :data:`VALUE_RULES` (a tensor's only with
-    ``values``: reading them costs a device sync per tensor).
+    ``values``: reading them costs a device sync per tensor), and, given ``classes``, the
+    fields of those NamedTuple classes (:func:`check_parameter_type`).
 
     A per-neuron parameter may broadcast *to* the neuron shape (e.g. ``(N,)`` against
     ``(B, N)``) but never enlarge it.
     """
+    if classes is not None:
+        check_parameter_type(p, classes, prefix)
     for field, value in zip(p._fields, p):
         name = f"{prefix}.{field}"
         if field == "method":

@@ -82,7 +82,9 @@ def li_feed_forward_step(
     check_input("input_tensor", input_tensor)
     check_dt(dt)
     state = check_state(state, (LIState,), input_tensor.shape, input_tensor)
-    check_parameters(p, input_tensor.shape, input_tensor, values=check_values)
+    check_parameters(
+        p, input_tensor.shape, input_tensor, values=check_values, classes=(LIParameters,)
+    )
     return _li_integrate(state.i + input_tensor, state, p, dt)
 
 
@@ -102,6 +104,6 @@ def li_step(
     """
     shape = check_weighted_args(input_tensor, dt, input_weights=input_weights)
     state = check_state(state, (LIState,), shape, input_tensor)
-    check_parameters(p, shape, input_tensor, values=check_values)
+    check_parameters(p, shape, input_tensor, values=check_values, classes=(LIParameters,))
     i_jump = state.i + torch.nn.functional.linear(input_tensor, input_weights)
     return _li_integrate(i_jump, state, p, dt)

@@ -160,7 +160,7 @@ def lif_step(
 
     Raises:
         ValueError: shapes that do not fit, ``dt <= 0``, an unknown ``method``.
-        TypeError: a non-floating input.
+        TypeError: a non-floating input, ``p`` not a :class:`LIFParameters`.
 
     Examples:
         >>> s = LIFState(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2))
@@ -172,7 +172,7 @@ def lif_step(
         input_tensor, dt, input_weights=input_weights, recurrent_weights=recurrent_weights
     )
     state = check_state(state, (LIFState,), shape, input_tensor)
-    check_parameters(p, shape, input_tensor, values=check_values)
+    check_parameters(p, shape, input_tensor, values=check_values, classes=(LIFParameters,))
     return _lif_step(input_tensor, state, input_weights, recurrent_weights, p, dt)
 
 
@@ -200,7 +200,7 @@ def lif_feed_forward_step(
 
     Raises:
         ValueError: a state of another shape, ``dt <= 0``, an unknown ``method``.
-        TypeError: a non-floating input.
+        TypeError: a non-floating input, ``p`` not a :class:`LIFParameters`.
 
     Examples:
         >>> s = LIFFeedForwardState(torch.zeros(2), torch.zeros(2))
@@ -211,5 +211,7 @@ def lif_feed_forward_step(
     check_input("input_tensor", input_tensor)
     check_dt(dt)
     state = check_state(state, (LIFFeedForwardState,), input_tensor.shape, input_tensor)
-    check_parameters(p, input_tensor.shape, input_tensor, values=check_values)
+    check_parameters(
+        p, input_tensor.shape, input_tensor, values=check_values, classes=(LIFParameters,)
+    )
     return _lif_feed_forward_step(input_tensor, state, p, dt)

@@ -28,6 +28,7 @@ from torch import Tensor
 from lifexport.functional._checks import (
     check_dt,
     check_input,
+    check_parameter_type,
     check_parameters,
     check_state,
     check_weighted_args,
@@ -61,6 +62,10 @@ class LIFRefracParameters(NamedTuple):
 
     lif: LIFParameters = LIFParameters()
     rho_reset: float | Tensor = 5.0
+
+
+#: What ``p`` of the LIF-refrac functions must be: its class, and that of its ``lif`` field.
+PARAMETER_CLASSES = (LIFRefracParameters, LIFParameters)
 
 
 class LIFRefracState(NamedTuple):
@@ -102,6 +107,7 @@ def compute_refractory_update(
         >>> compute_refractory_update(s, torch.tensor([1.0, 1.0]), torch.tensor([0.0, 0.0]))
         (tensor([0.0000, 0.5000]), tensor([1., 0.]), tensor([5., 2.]))
     """
+    check_parameter_type(p, PARAMETER_CLASSES)
     check_method(p.lif.method, "p.lif.method")
     check_alpha(p.lif.alpha, "p.lif.alpha")
     return _refractory_update(state, z_new, v_new, p)
@@ -150,7 +156,7 @@ def lif_refrac_step(
     Raises:
         ValueError: weights or states whose shapes do not fit, ``dt <= 0``, an unknown
             ``method``.
-        TypeError: a non-floating input.
+        TypeError: a non-floating input, ``p`` not a :class:`LIFRefracParameters`.
 
     Examples:
         >>> s = LIFRefracState(LIFState(*torch.zeros(3, 1, 2)), torch.zeros(1, 2))
@@ -163,7 +169,7 @@ def lif_refrac_step(
         input_tensor, dt, input_weights=input_weights, recurrent_weights=recurrent_weights
     )
     state = check_state(state, (LIFRefracState, LIFState), shape, input_tensor)
-    check_parameters(p, shape, input_tensor, values=check_values)
+    check_parameters(p, shape, input_tensor, values=check_values, classes=PARAMETER_CLASSES)
     z_new, s_new = _lif_step(input_tensor, state.lif, input_weights, recurrent_weights, p.lif, dt)
     v_new, z_new, rho_new = _refractory_update(state, z_new, s_new.v, p)
     return z_new, LIFRefracState(LIFState(z_new, v_new, s_new.i), rho_new)
@@ -193,7 +199,7 @@ def lif_refrac_feed_forward_step(
 
     Raises:
         ValueError: a state of another shape, ``dt <= 0``, an unknown ``method``.
-        TypeError: a non-floating input.
+        TypeError: a non-floating input, ``p`` not a :class:`LIFRefracParameters`.
 
     Examples:
         >>> s = LIFRefracFeedForwardState(LIFFeedForwardState(*torch.zeros(2, 3)),
@@ -207,7 +213,9 @@ def lif_refrac_feed_forward_step(
     state = check_state(
         state, (LIFRefracFeedForwardState, LIFFeedForwardState), input_tensor.shape, input_tensor
     )
-    check_parameters(p, input_tensor.shape, input_tensor, values=check_values)
+    check_parameters(
+        p, input_tensor.shape, input_tensor, values=check_values, classes=PARAMETER_CLASSES
+    )
     z_new, s_new = _lif_feed_forward_step(input_tensor, state.lif, p.lif, dt)
     v_new, z_new, rho_new = _refractory_update(state, z_new, s_new.v, p)
     return z_new, LIFRefracFeedForwardState(LIFFeedForwardState(v_new, s_new.i), rho_new)

@@ -7,16 +7,20 @@ from the model, names the graph's inputs and outputs by it and stores it in the 
 :func:`read_graph` reads it back and checks it against the graph. A model's state tensors and
 their names come from one walk over its state pytree (:class:`StateLayout`).
 
+A file is data: :func:`read_graph` checks every metadata value and holds the contract to what
+the graph itself shows (the type and shape of ``x``, its time loops, int8 weights where the
+file claims them: :func:`weight_types`), naming the metadata key or input that disagrees.
+
 Names (``<k>``: the layer's index in its stack, 0 for a single layer; ``<field>``: ``z``,
 ``v``, ``i``, ``rho``):
 
-=============  =================================================  ==============================
-graph          inputs                                             outputs
-=============  =================================================  ==============================
-``step``       ``x`` (B, ...), ``state.<k>.<field>``              ``y``, ``next_state.<k>.<field>``
-``sequence``   ``x`` (T, B, ...) [, ``state.*``]                  ``y`` (T, B, ...) [, ``next_state.*``]
-training       parameters first, ``target`` after ``x``           ``loss`` first, ``grad.<p>`` last
-=============  =================================================  ==============================
+============  ========================================  ======================================
+graph         inputs                                    outputs
+============  ========================================  ======================================
+``step``      ``x`` (B, ...), ``state.<k>.<field>``     ``y``, ``next_state.<k>.<field>``
+``sequence``  ``x`` (T, B, ...) [, ``state.*``]         ``y`` (T, B, ...) [, ``next_state.*``]
+training      parameters first, ``target`` after ``x``  ``loss`` first, ``grad.<p>`` last
+============  ========================================  ======================================
 """
 
 from lifexport.graph._contract import (
@@ -28,14 +32,15 @@ from lifexport.graph._contract import (
     QUANTIZE_KEY,
     SOURCE_KEY,
     TARGET,
-    X,
-    Y,
     GraphContract,
     GraphFile,
     MetadataKey,
+    X,
+    Y,
     read_graph,
 )
 from lifexport.graph._layout import StateLayout, StateSlot
+from lifexport.graph._structure import QUANTIZED_OPS, WeightTypes, weight_types
 
 __all__ = [
     "GRAD_PREFIX",
@@ -43,6 +48,7 @@ __all__ = [
     "LOSS",
     "METADATA",
     "MODES",
+    "QUANTIZED_OPS",
     "QUANTIZE_KEY",
     "SOURCE_KEY",
     "TARGET",
@@ -53,5 +59,7 @@ __all__ = [
     "MetadataKey",
     "StateLayout",
     "StateSlot",
+    "WeightTypes",
     "read_graph",
+    "weight_types",
 ]

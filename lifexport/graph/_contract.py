@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from lifexport.graph._layout import NEXT_PREFIX, StateSlot
+from lifexport.graph._structure import dims, element_type, loop_ops, type_name, weight_types
+from lifexport.limits import check_elements
 
 GRAPHS = ("step", "sequence")
 MODES = ("inference", "training")
@@ -63,7 +64,7 @@ METADATA = (
         QUANTIZE_KEY,
         "quantize",
         "lifexport.to_onnx(quantize='int8')",
-        _READ + "; validate judges such files on a flip budget",
+        _READ + ", held to the graph's int8 weights; validate judges such files on a flip budget",
         required=False,
     ),
     MetadataKey(
@@ -193,39 +194,136 @@ class GraphContract:
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str]) -> GraphContract:
-        """The contract a file's ``metadata_props`` record.
+        """The contract a file's ``metadata_props`` record, every value checked for what
+        ``to_onnx`` writes there (a file is data: its values are never trusted).
 
         Raises:
-            ValueError: a required key is missing, or a value is not what ``to_onnx`` writes.
+            ValueError: a required key is missing, or a value is not what ``to_onnx`` writes
+                (the message names the key); an ``example_shape`` over
+                :attr:`lifexport.limits.Limits.max_elements`.
         """
         missing = [m.key for m in METADATA if m.required and m.key not in metadata]
         if missing:
             raise ValueError(f"has no lifexport metadata (missing {', '.join(missing)})")
         value = {m.field: metadata.get(m.key) for m in METADATA}
+        kind = _choice(value["kind"], "kind", GRAPHS)
+        mode = _choice(value["mode"], "mode", MODES)
+        names = _json(value["states"], "states", _is_names, "a JSON list of distinct state names")
         try:
-            contract = cls(
-                kind=value["kind"],
-                mode=value["mode"],
-                states=tuple(StateSlot.parse(n) for n in json.loads(value["states"])),
-                parameters=tuple(json.loads(value["parameters"])),
-                target_rank=json.loads(value["target_rank"]),
-                example_shape=tuple(json.loads(value["example_shape"])),
-                dtype=value["dtype"],
-                layers=tuple(json.loads(value["layers"])),
-                version=value["version"],
-                source=value["source"],
-                quantize=value["quantize"],
+            states = tuple(StateSlot.parse(n) for n in names)
+        except ValueError as error:
+            raise ValueError(f"has bad metadata: {_KEYS['states']}: {error}") from None
+        parameters = _json(
+            value["parameters"], "parameters", _is_names, "a JSON list of distinct names"
+        )
+        target_rank = _json(
+            value["target_rank"], "target_rank", _is_rank, "null or a non-negative int"
+        )
+        if mode == "inference" and (parameters or target_rank is not None):
+            raise ValueError(
+                f"has bad metadata: an inference graph takes no parameters and no target, but "
+                f"{_KEYS['parameters']} is {_short(value['parameters'])} and "
+                f"{_KEYS['target_rank']} {_short(value['target_rank'])}"
             )
-        except (TypeError, json.JSONDecodeError) as error:
-            raise ValueError(f"has unreadable lifexport metadata: {error}") from error
+        shape = _example_shape(value["example_shape"], kind)
+        dtype = _choice(value["dtype"], "dtype", FLOAT_DTYPES)
+        layers = _json(value["layers"], "layers", _is_objects, "a JSON list of objects")
+        quantize = value["quantize"]
+        if quantize is not None and (mode != "inference" or not quantize.startswith("int8")):
+            raise ValueError(
+                f"has bad metadata: {QUANTIZE_KEY} must describe int8 weights ('int8 QDQ: ...') "
+                f"of an inference graph, got {_short(quantize)} on a {mode} graph"
+            )
+        contract = cls(
+            kind=kind,
+            mode=mode,
+            states=states,
+            parameters=tuple(parameters),
+            target_rank=target_rank,
+            example_shape=shape,
+            dtype=dtype,
+            layers=tuple(layers),
+            version=value["version"],
+            source=value["source"],
+            quantize=quantize,
+        )
         for name in ("input_names", "output_names"):
-            recorded = tuple(json.loads(value[name]))
+            recorded = tuple(_json(value[name], name, _is_strings, "a JSON list of names"))
             if recorded != getattr(contract, name):
                 raise ValueError(
                     f"has metadata {_KEYS[name]} {list(recorded)} disagrees with the contract's "
                     f"{list(getattr(contract, name))}"
                 )
         return contract
+
+
+#: The element types a graph's ``x`` may have, as torch names them.
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+_UNREADABLE = object()
+
+
+def _short(text: object, limit: int = 80) -> str:
+    """``repr(text)``, cut to ``limit`` characters: a file's values can be of any length."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 5] + " ...'"
+
+
+def _choice(text: str, field: str, allowed: tuple[str, ...]) -> str:
+    if text not in allowed:
+        raise ValueError(
+            f"has bad metadata: {_KEYS[field]} must be one of {allowed}, got {_short(text)}"
+        )
+    return text
+
+
+def _json(text: str, field: str, check: Callable[[Any], bool], expected: str) -> Any:
+    """The JSON value of a metadata entry, or a ``ValueError`` naming its key."""
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        value = _UNREADABLE
+    if value is _UNREADABLE or not check(value):
+        raise ValueError(f"has bad metadata: {_KEYS[field]} must be {expected}, got {_short(text)}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _is_names(value: Any) -> bool:
+    return _is_strings(value) and len(set(value)) == len(value)
+
+
+def _is_rank(value: Any) -> bool:
+    return value is None or (_is_int(value) and value >= 0)
+
+
+def _is_objects(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+
+
+def _example_shape(text: str, kind: str) -> tuple[int, ...]:
+    """The example shape: positive ints, ``(B, ...)`` for a step graph, ``(T, B, ...)`` for a
+    sequence graph, within :attr:`~lifexport.limits.Limits.max_elements`."""
+    rank, axes = (1, "(B, ...)") if kind == "step" else (2, "(T, B, ...)")
+    shape = _json(
+        text,
+        "example_shape",
+        lambda v: isinstance(v, list) and len(v) >= rank and all(_is_int(d) and d > 0 for d in v),
+        f"a JSON list of at least {rank} positive ints ({axes} for a {kind} graph)",
+    )
+    try:
+        check_elements(f"metadata {_KEYS['example_shape']}", shape)
+    except ValueError as error:
+        raise ValueError(f"has bad metadata: {error}") from None
+    return tuple(shape)
 
 
 @dataclass(frozen=True)
@@ -262,16 +360,37 @@ class GraphFile:
 def read_graph(path: str | os.PathLike) -> GraphFile:
     """Load an ``.onnx`` file written by ``lifexport.to_onnx`` and read its contract.
 
-    The contract comes from the file's metadata and must agree with the graph itself: its
-    inputs (initializers aside) and outputs, by name and order, and the element type of ``x``.
+    A file is data, checked before anything is built from it. Every metadata value must be
+    what ``to_onnx`` writes (see :data:`METADATA`; the error names the key), and the contract
+    must agree with the graph itself:
+
+    - its inputs (initializers aside) and outputs, by name and order;
+    - ``x``: a float tensor of the metadata's dtype, of the rank of the example shape, with its
+      feature dimensions (time and batch may be dynamic);
+    - a step graph holds no time loop (``Scan``/``Loop``) in its main graph, and a sequence
+      graph with state inputs holds one;
+    - a file whose ``lifexport.quantize`` claims int8 weights holds them: every
+      ``MatMul``/``Gemm``/``Conv`` weight read from an initializer, in ``Scan`` bodies too,
+      is dequantized from int8 (``DequantizeLinear``), and there is at least one. A float
+      file claiming int8 is refused, not judged on the looser int8 budget: a file does not
+      choose its own tolerance.
+
+    The example shape counts against :attr:`lifexport.limits.Limits.max_elements`.
 
     Raises:
+        TypeError: ``path`` is not a ``str`` or ``os.PathLike`` of a text path.
         FileNotFoundError: no such file.
         ValueError: a folder, a file that is not an ONNX model, a model without lifexport
-            metadata, or one whose graph disagrees with its metadata.
+            metadata, metadata that is not what ``to_onnx`` writes, or a graph that disagrees
+            with its metadata.
     """
     import onnx
 
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise TypeError(
+            f"onnx_path must be a str or os.PathLike of a text path (such as 'model.onnx'), got "
+            f"{type(path).__name__}"
+        )
     path = Path(path)
     where = f"onnx_path {str(path)!r}"
     if path.is_dir():
@@ -297,8 +416,66 @@ def read_graph(path: str | os.PathLike) -> GraphFile:
             f"those its metadata records ({list(contract.input_names)}, "
             f"{list(contract.output_names)}); the file was changed after export"
         )
-    elem_type = inputs[X].type.tensor_type.elem_type
-    dtype = torch.from_numpy(np.zeros(0, onnx.helper.tensor_dtype_to_np_dtype(elem_type))).dtype
-    if str(dtype).removeprefix("torch.") != contract.dtype:
-        raise ValueError(f"{where}: x is {dtype}, its metadata says {contract.dtype}")
+    _check_time_loop(model, contract, where)
+    _check_x(inputs[X], contract, where)
+    if contract.quantize is not None:
+        _check_int8(model, contract, where)
     return GraphFile(path, contract)
+
+
+def _check_x(x: Any, contract: GraphContract, where: str) -> None:
+    """``x`` is a float tensor of the contract's dtype, rank and feature dimensions."""
+    dtype = element_type(x)
+    if dtype is None:
+        raise ValueError(
+            f"{where}: input x must be a float tensor ({', '.join(FLOAT_DTYPES)}), got "
+            f"{type_name(x)}; the file was changed after export"
+        )
+    if dtype != contract.dtype:
+        raise ValueError(
+            f"{where}: x is {dtype}, its metadata {_KEYS['dtype']} says {contract.dtype}"
+        )
+    found = dims(x)
+    example = contract.example_shape
+    axes = "(B, ...)" if contract.kind == "step" else "(T, B, ...)"
+    leading = len(example) - len(contract.feature_shape)
+    fits = found is not None and len(found) == len(example)
+    fits = fits and all(
+        isinstance(d, str) or d == e if i < leading else d == e
+        for i, (d, e) in enumerate(zip(found, example))
+    )
+    if not fits:
+        raise ValueError(
+            f"{where}: input x has shape {list(found) if found is not None else 'unknown'}, but "
+            f"a {contract.kind} graph (metadata {_KEYS['kind']}) exported with example shape "
+            f"{list(example)} ({_KEYS['example_shape']}) takes {axes} with features "
+            f"{list(contract.feature_shape)}; the file was changed after export"
+        )
+
+
+def _check_time_loop(model: Any, contract: GraphContract, where: str) -> None:
+    """A step graph has no time loop; a sequence graph with state inputs has one."""
+    loops = loop_ops(model.graph)
+    if contract.kind == "step" and loops:
+        raise ValueError(
+            f"{where}: metadata {_KEYS['kind']} says 'step', but the graph holds a time loop "
+            f"({loops[0]}): it is a sequence graph; the file was changed after export"
+        )
+    if contract.kind == "sequence" and contract.states and not loops:
+        raise ValueError(
+            f"{where}: metadata {_KEYS['kind']} says 'sequence', but the graph holds no time "
+            "loop (Scan or Loop): it is a step graph; the file was changed after export"
+        )
+
+
+def _check_int8(model: Any, contract: GraphContract, where: str) -> None:
+    """A file claiming int8 weights holds them, and no float weight."""
+    weights = weight_types(model)
+    if weights.float or not weights.int8:
+        floats = ", ".join(weights.float[:5]) + (" ..." if len(weights.float) > 5 else "")
+        found = f"float weights {floats}" if floats else "no int8 weight"
+        raise ValueError(
+            f"{where}: metadata {QUANTIZE_KEY} claims int8 weights ({_short(contract.quantize)}), "
+            f"but the graph holds {found} (no DequantizeLinear of an int8 initializer on "
+            f"them); a float file is validated as float: the file was changed after export"
+        )

@@ -15,15 +15,37 @@ are the IEEE round-to-nearest ones, and ``exp``/``tanh``/``pow`` are libdevice's
 CUDA kernels call), not Triton's approximate defaults; the interpreter has no libdevice and
 uses numpy's (or, for ``tanh`` and ``pow``, a formula), within a few ulps of torch's CPU ones.
 
-Backward: reverse time, recomputing each step from a checkpointed state. The forward writes the
-state ``(v, i[, rho])`` before every ``CHUNK``-th step (``NS / CHUNK`` of the input's size,
-instead of ``NS`` times it for every step's state); the backward, per chunk from the last,
-recomputes the chunk's states into a per-program scratch (``CHUNK`` steps, L2-resident) and
-walks them back. Recomputing costs one more read of ``x`` and the step arithmetic, which is free
-next to memory traffic; storing every step's state would triple the memory of a training step.
-Each step's backward is the autograd of the step function unrolled by hand, gradients summed
-in the order torch's autograd engine sums them (consumers in reverse creation order), so the
-gradients agree with the ``scan`` path to rounding.
+Dtypes: the state (and the parameters) have one dtype, which the steps compute in. ``x`` may
+be float16 or bfloat16 over a float32 state: it is loaded in its own dtype and converted in
+registers (exactly), which is ``x.float()`` followed by the float32 steps. Spikes are written
+in ``x``'s dtype (0 and 1 are exact), ``LI``'s output (its ``v``) in the state's. The backward
+reads the output's gradient in its dtype and writes the input's gradient rounded to ``x``'s
+dtype to nearest even, as torch's ``.to`` rounds it (:func:`_round`).
+
+Backward: reverse time, from the state before each step. Two layouts of the states the forward
+keeps (``checkpoints``, ``(ceil(T / CHUNK), NS, M)``: the state ``(v, i[, rho])`` before every
+``CHUNK``-th step), chosen by the caller per launch (:mod:`lifexport.kernels`'s ``memory``):
+
+- ``CHUNK == 1`` (``store``): every step's state; the backward reads it back, ``NS`` times
+  the memory of a float32 ``x``, and nothing is recomputed.
+- ``CHUNK > 1`` (``recompute``): ``NS / CHUNK`` of it. The backward, at the last step of each
+  chunk, recomputes the chunk's states from its checkpoint into a scratch ``(CHUNK, NS, M)``
+  (small: L2-resident at common sizes) and walks them back. One more read of ``x`` and the
+  step arithmetic per step.
+
+Both hand each step's backward the same state, so their gradients are bit-equal. Each step's
+backward is the autograd of the step function unrolled by hand, gradients summed in the order
+torch's autograd engine sums them (consumers in reverse creation order), so the gradients agree
+with the ``scan`` path to rounding.
+
+Block size: on the GPU, Triton's autotuner picks the neurons per program and warps per
+program from :data:`CONFIGS` for each ``M`` (neurons), model, surrogate, checkpoint interval
+and set of dtypes, by timing every config whose block fits ``M`` on the first call with that
+key; later calls reuse the choice. That first call must run outside CUDA graph capture (the
+timing synchronises the device): run the layer once eagerly first at each size, as
+``torch.compile``'s ``mode="reduce-overhead"`` does in its warm-up run. The kernels only write
+their outputs (and the backward its scratch), so the timing runs change nothing. The
+interpreter takes one config (:data:`INTERPRETER_CONFIG`): it checks values, not speed.
 """
 
 from __future__ import annotations
@@ -39,12 +61,22 @@ from triton.language.extra import libdevice
 INTERPRETED: bool = bool(triton.knobs.runtime.interpret)
 """Whether the kernels were defined for Triton's interpreter (``TRITON_INTERPRET=1``)."""
 
-BLOCK = 256
-"""Neurons per program: 2 warps of 4 contiguous floats per thread (128-bit accesses), and
-enough programs to fill a GPU at batch x features of 32 x 512 and more."""
-NUM_WARPS = 2
-CHUNK = 32
-"""Steps between checkpoints of the forward state (the backward recomputes a chunk at a time)."""
+CONFIGS: tuple[tuple[int, int], ...] = (
+    (128, 1),
+    (256, 1),
+    (256, 2),
+    (512, 2),
+    (512, 4),
+    (1024, 4),
+    (1024, 8),
+)
+"""``(BLOCK, num_warps)`` pairs the autotuner times: neurons per program, 4 or 8 contiguous
+per thread (128-bit accesses of float32; the backward holds many carries per neuron, so a
+thread's share stays small). Small blocks fill a large GPU at small batch x features; large
+ones cost fewer programs at large sizes."""
+
+INTERPRETER_CONFIG = (256, 2)
+"""``(BLOCK, num_warps)`` in the interpreter: a full block and a partial one in the tests."""
 
 # Model and method codes (constexpr kernel arguments).
 LI, LIF, LIF_REFRAC = 0, 1, 2
@@ -221,6 +253,25 @@ def _store_state(ptr, offs, mask, stride, v, i, rho, MODEL: tl.constexpr):
         tl.store(ptr + 2 * stride + offs, rho, mask=mask)
 
 
+@triton.jit
+def _round(g, DTYPE: tl.constexpr):
+    """``g`` in ``DTYPE``, rounded to nearest even as torch's ``.to(DTYPE)`` rounds.
+
+    bfloat16 by torch's own formula (``c10::round_to_nearest_even``), in integers: the
+    interpreter's float32-to-bfloat16 conversion truncates, and one formula keeps the GPU and
+    the interpreter bit-equal. float16 and the rest by the conversion itself (round to nearest
+    even on the GPU and in numpy)."""
+    if DTYPE == tl.bfloat16:
+        tl.static_assert(g.dtype == tl.float32, "bfloat16 gradients come from float32")
+        bits = g.to(tl.uint32, bitcast=True)
+        bits = (bits + (0x7FFF + ((bits >> 16) & 1))) >> 16
+        bits = tl.where(g != g, 0x7FC0, bits)  # NaN: torch's quiet NaN
+        result = bits.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    else:
+        result = g.to(DTYPE)
+    return result
+
+
 @triton.jit(do_not_specialize=["T"])
 def forward_kernel(
     x_ptr, state_ptr, y_ptr, final_ptr, checkpoint_ptr, p0, p1, p2, p3, p4, p5,
@@ -235,15 +286,18 @@ def forward_kernel(
         p0, p1, p2, p3, p4, p5, s0, s1, s2, s3, s4, s5, offs, mask
     )
     v, i, rho = _load_state(state_ptr, offs, mask, M, MODEL)
-    m64 = M.to(tl.int64)  # offsets of (T, M) tensors may pass 2**31
+    # Offsets of (T, M) tensors may pass 2**31. tl.cast, not M.to: Triton passes an M of 1 as
+    # a constant (it specialises integer arguments equal to 1), which has no .to.
+    m64 = tl.cast(M, tl.int64)
     for t in range(0, T):
         if t % CHUNK == 0:
             checkpoint = checkpoint_ptr + (t // CHUNK) * NS * m64
             _store_state(checkpoint, offs, mask, M, v, i, rho, MODEL)
         row = t * m64
-        x = tl.load(x_ptr + row + offs, mask=mask, other=0.0)
+        # x in its own dtype, the step in the state's: exact, as x.float() is.
+        x = tl.load(x_ptr + row + offs, mask=mask, other=0.0).to(v.dtype)
         y, v, i, rho = _step(x, v, i, rho, a_mem, a_syn, v_leak, v_th, v_reset, rho_reset, MODEL)
-        tl.store(y_ptr + row + offs, y, mask=mask)
+        tl.store(y_ptr + row + offs, y, mask=mask)  # spikes: 0 or 1, exact in y's dtype
     _store_state(final_ptr, offs, mask, M, v, i, rho, MODEL)
 
 
@@ -261,6 +315,20 @@ def _load_params(p0, p1, p2, p3, p4, p5, s0, s1, s2, s3, s4, s5, offs, mask):
     )
 
 
+@triton.jit
+def _recompute(
+    x_ptr, checkpoint_ptr, scratch_ptr, t0, steps, offs, mask, M, m64, a_mem, a_syn, v_leak,
+    v_th, v_reset, rho_reset, MODEL: tl.constexpr, NS: tl.constexpr, CHUNK: tl.constexpr,
+):
+    """The states before steps ``t0 .. t0 + steps - 1`` (one chunk), from the chunk's
+    checkpoint, into the scratch ``(CHUNK, NS, M)``."""
+    v, i, rho = _load_state(checkpoint_ptr + (t0 // CHUNK) * NS * m64, offs, mask, M, MODEL)
+    for k in range(0, steps):
+        _store_state(scratch_ptr + k * NS * m64, offs, mask, M, v, i, rho, MODEL)
+        x = tl.load(x_ptr + (t0 + k) * m64 + offs, mask=mask, other=0.0).to(v.dtype)
+        _, v, i, rho = _step(x, v, i, rho, a_mem, a_syn, v_leak, v_th, v_reset, rho_reset, MODEL)
+
+
 @triton.jit(do_not_specialize=["T"])
 def backward_kernel(
     x_ptr, gy_ptr, gfinal_ptr, checkpoint_ptr, scratch_ptr, gx_ptr, ginit_ptr, gparams_ptr,
@@ -270,65 +338,64 @@ def backward_kernel(
 ):
     """Reverse time: from the gradients w.r.t. ``y`` ``(T, M)`` and the final state
     ``(NS, M)``, the gradients w.r.t. ``x`` ``(T, M)``, the initial state ``(NS, M)`` and each
-    neuron's parameters ``(6, M)``. Chunk by chunk, from the last: recompute the chunk's states
-    from its checkpoint into this program's scratch ``(CHUNK, NS, BLOCK)``, then walk them back.
+    neuron's parameters ``(6, M)``. The state before step ``t`` is checkpoint ``t`` when
+    ``CHUNK == 1``; else the scratch ``(CHUNK, NS, M)`` holds its chunk's, recomputed when the
+    walk enters the chunk (at its last step). ``scratch_ptr`` is not read when ``CHUNK == 1``.
 
     Long because a Triton kernel is one program: the reverse loop keeps its gradient carries in
     registers, which helper functions cannot share without returning every carry each step."""
-    pid = tl.program_id(0)
-    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
-    lanes = tl.arange(0, BLOCK)
-    scratch = scratch_ptr + pid.to(tl.int64) * (CHUNK * NS * BLOCK)
     a_mem, a_syn, v_leak, v_th, v_reset, rho_reset = _load_params(
         p0, p1, p2, p3, p4, p5, s0, s1, s2, s3, s4, s5, offs, mask
     )
     alpha = tl.load(alpha_ptr)
-    m64 = M.to(tl.int64)  # offsets of (T, M) tensors may pass 2**31
+    # Offsets of (T, M) tensors may pass 2**31. tl.cast, not M.to: Triton passes an M of 1 as
+    # a constant (it specialises integer arguments equal to 1), which has no .to.
+    m64 = tl.cast(M, tl.int64)
     gv, gi, grho = _load_state(gfinal_ptr, offs, mask, M, MODEL)
     if MODEL == 0:  # LI: the last output is the final v
-        gv = tl.load(gy_ptr + (T - 1) * m64 + offs, mask=mask, other=0.0) + gv
+        gv = tl.load(gy_ptr + (T - 1) * m64 + offs, mask=mask, other=0.0).to(gv.dtype) + gv
     acc_mem = tl.zeros_like(gv)
     acc_syn = tl.zeros_like(gv)
     acc_leak = tl.zeros_like(gv)
     acc_th = tl.zeros_like(gv)
     acc_reset = tl.zeros_like(gv)
     acc_rr = tl.zeros_like(gv)
-    n_chunks = (T + CHUNK - 1) // CHUNK
-    for jc in range(0, n_chunks):
-        c = n_chunks - 1 - jc
-        t0 = c * CHUNK
-        steps = tl.minimum(T - t0, CHUNK)
-        v, i, rho = _load_state(checkpoint_ptr + c * NS * m64, offs, mask, M, MODEL)
-        for k in range(0, steps):
-            _store_state(scratch + k * NS * BLOCK, lanes, mask, BLOCK, v, i, rho, MODEL)
-            x = tl.load(x_ptr + (t0 + k) * m64 + offs, mask=mask, other=0.0)
-            _, v, i, rho = _step(
-                x, v, i, rho, a_mem, a_syn, v_leak, v_th, v_reset, rho_reset, MODEL
-            )
-        for jk in range(0, steps):
-            k = steps - 1 - jk
-            row = (t0 + k) * m64
-            v, i, rho = _load_state(scratch + k * NS * BLOCK, lanes, mask, BLOCK, MODEL)
-            x = tl.load(x_ptr + row + offs, mask=mask, other=0.0)
-            gy = tl.zeros_like(x)
-            gy_prev = tl.zeros_like(x)
-            if MODEL == 0:  # the previous output is this step's v
-                first = (lanes * 0 + t0 + k) == 0  # a block: the interpreter rejects a scalar
-                gy_prev = tl.load(gy_ptr + row - M + offs, mask=mask & ~first, other=0.0)
-            else:
-                gy = tl.load(gy_ptr + row + offs, mask=mask, other=0.0)
-            gi, gv, grho, g_mem, g_syn, g_leak, g_th, g_reset, g_rr = _step_backward(
-                x, v, i, rho, gy, gv, gi, grho, gy_prev, a_mem, a_syn, v_leak, v_th, v_reset,
-                rho_reset, alpha, MODEL, METHOD, INTERPRET,
-            )
-            tl.store(gx_ptr + row + offs, gi, mask=mask)
-            acc_mem += g_mem
-            acc_syn += g_syn
-            acc_leak += g_leak
-            acc_th += g_th
-            acc_reset += g_reset
-            acc_rr += g_rr
+    for jt in range(0, T):
+        t = T - 1 - jt
+        row = t * m64
+        if CHUNK == 1:
+            v, i, rho = _load_state(checkpoint_ptr + t * NS * m64, offs, mask, M, MODEL)
+        else:
+            k = t % CHUNK
+            # The walk enters a chunk at its last step (or the sequence's): its states first.
+            if (k == CHUNK - 1) | (t == T - 1):
+                _recompute(
+                    x_ptr, checkpoint_ptr, scratch_ptr, t - k, k + 1, offs, mask, M, m64,
+                    a_mem, a_syn, v_leak, v_th, v_reset, rho_reset, MODEL, NS, CHUNK,
+                )
+            v, i, rho = _load_state(scratch_ptr + k * NS * m64, offs, mask, M, MODEL)
+        x = tl.load(x_ptr + row + offs, mask=mask, other=0.0).to(v.dtype)
+        gy = tl.zeros_like(x)
+        gy_prev = tl.zeros_like(x)
+        if MODEL == 0:  # the previous output is this step's v
+            first = (offs * 0 + t) == 0  # a block: the interpreter rejects a scalar mask
+            gy_prev = tl.load(gy_ptr + row - M + offs, mask=mask & ~first, other=0.0)
+            gy_prev = gy_prev.to(x.dtype)
+        else:
+            gy = tl.load(gy_ptr + row + offs, mask=mask, other=0.0).to(x.dtype)
+        gi, gv, grho, g_mem, g_syn, g_leak, g_th, g_reset, g_rr = _step_backward(
+            x, v, i, rho, gy, gv, gi, grho, gy_prev, a_mem, a_syn, v_leak, v_th, v_reset,
+            rho_reset, alpha, MODEL, METHOD, INTERPRET,
+        )
+        tl.store(gx_ptr + row + offs, _round(gi, gx_ptr.dtype.element_ty), mask=mask)
+        acc_mem += g_mem
+        acc_syn += g_syn
+        acc_leak += g_leak
+        acc_th += g_th
+        acc_reset += g_reset
+        acc_rr += g_rr
     _store_state(ginit_ptr, offs, mask, M, gv, gi, grho, MODEL)
     g = gparams_ptr + offs
     tl.store(g, acc_mem, mask=mask)
@@ -337,6 +404,43 @@ def backward_kernel(
     tl.store(g + 3 * M, acc_th, mask=mask)
     tl.store(g + 4 * M, acc_reset, mask=mask)
     tl.store(g + 5 * M, acc_rr, mask=mask)
+
+
+def _fitting(configs: list, named_args: dict, **kwargs) -> list:
+    """The configs whose block is no larger than ``M`` rounded up to a power of two (the
+    smallest block always): a larger one only adds masked lanes, so it is not worth timing."""
+    largest = max(triton.next_power_of_2(named_args["M"]), CONFIGS[0][0])
+    return [config for config in configs if config.kwargs["BLOCK"] <= largest]
+
+
+def _tuned(kernel, key: list[str]):
+    """``kernel`` behind Triton's autotuner over :data:`CONFIGS` (compiled kernels only).
+
+    The autotuner adds every tensor argument's dtype to ``key`` itself."""
+    if INTERPRETED:
+        return kernel
+    configs = [triton.Config({"BLOCK": block}, num_warps=warps) for block, warps in CONFIGS]
+    prune = {"early_config_prune": _fitting}
+    return triton.autotune(configs=configs, key=key, prune_configs_by=prune)(kernel)
+
+
+_forward = _tuned(forward_kernel, ["M", "MODEL", "NS", "CHUNK"])
+_backward = _tuned(backward_kernel, ["M", "MODEL", "METHOD", "NS", "CHUNK"])
+
+
+def _launch_options() -> dict:
+    """What every launch passes: no FMA (torch's rounding), and, in the interpreter (which
+    does not autotune), one block size and warps."""
+    options = {"enable_fp_fusion": False}
+    if INTERPRETED:
+        block, warps = INTERPRETER_CONFIG
+        options.update(BLOCK=block, num_warps=warps)
+    return options
+
+
+def _grid(M: int):
+    """One program per ``BLOCK`` neurons, ``BLOCK`` as the launch's config has it."""
+    return lambda meta: (triton.cdiv(M, meta["BLOCK"]),)
 
 
 def _quiet():
@@ -355,21 +459,26 @@ def _sizes(params: list[torch.Tensor]) -> list[int]:
 
 
 def launch_forward(
-    x: torch.Tensor, state: torch.Tensor, params: list[torch.Tensor], model: int
+    x: torch.Tensor,
+    state: torch.Tensor,
+    params: list[torch.Tensor],
+    model: int,
+    chunk: int,
+    y_dtype: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run :func:`forward_kernel`: ``x`` ``(T, M)``, ``state`` ``(NS, M)``, six parameter
-    tensors of 1 to M elements, all contiguous. Returns ``(y, final_state, checkpoints)``."""
+    tensors of 1 to M elements in the state's dtype, all contiguous; a checkpoint every
+    ``chunk`` steps. Returns ``(y, final_state, checkpoints)``, ``y`` in ``y_dtype``."""
     T, M = x.shape
     ns = state.shape[0]
-    y = torch.empty_like(x)
+    y = torch.empty((T, M), dtype=y_dtype, device=x.device)
     final = torch.empty_like(state)
-    checkpoints = x.new_empty(((T + CHUNK - 1) // CHUNK, ns, M))
+    checkpoints = state.new_empty((triton.cdiv(T, chunk), ns, M))
     if M > 0:
         with _quiet():
-            forward_kernel[(triton.cdiv(M, BLOCK),)](
+            _forward[_grid(M)](
                 x, state, y, final, checkpoints, *params, *_sizes(params), T, M,
-                MODEL=model, NS=ns, CHUNK=CHUNK, BLOCK=BLOCK,
-                num_warps=NUM_WARPS, enable_fp_fusion=False,  # no FMA: torch's rounding
+                MODEL=model, NS=ns, CHUNK=chunk, **_launch_options(),
             )  # fmt: skip
     return y, final, checkpoints
 
@@ -383,22 +492,25 @@ def launch_backward(
     alpha: torch.Tensor,
     model: int,
     method: str,
+    chunk: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run :func:`backward_kernel`. Returns the gradients w.r.t. ``x`` ``(T, M)``, the initial
-    state ``(NS, M)`` and each neuron's six parameters ``(6, M)`` (summed over time)."""
+    """Run :func:`backward_kernel` from the ``checkpoints`` of a forward with ``chunk``.
+    Returns the gradients w.r.t. ``x`` ``(T, M)`` (in ``x``'s dtype), the initial state
+    ``(NS, M)`` and each neuron's six parameters ``(6, M)`` (summed over time; both in the
+    state's dtype)."""
     T, M = x.shape
     ns = checkpoints.shape[1]
     grad_x = torch.empty_like(x)
     grad_init = torch.empty_like(grad_final)
-    grad_params = x.new_empty((6, M))
+    grad_params = checkpoints.new_empty((6, M))
+    # Stored states need no scratch: the kernel never reads the one it is given then.
+    scratch = checkpoints if chunk == 1 else checkpoints.new_empty((min(chunk, T), ns, M))
     if M > 0:
-        grid = triton.cdiv(M, BLOCK)
-        scratch = x.new_empty((grid, CHUNK, ns, BLOCK))
         with _quiet():
-            backward_kernel[(grid,)](
+            _backward[_grid(M)](
                 x, grad_y, grad_final, checkpoints, scratch, grad_x, grad_init, grad_params,
                 alpha, *params, *_sizes(params), T, M,
                 MODEL=model, METHOD=METHOD_CODES[method], INTERPRET=INTERPRETED, NS=ns,
-                CHUNK=CHUNK, BLOCK=BLOCK, num_warps=NUM_WARPS, enable_fp_fusion=False,
+                CHUNK=chunk, **_launch_options(),
             )  # fmt: skip
     return grad_x, grad_init, grad_params

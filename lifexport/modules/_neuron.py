@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils._pytree import tree_map
 
 from lifexport.functional import (
     VALUE_RULES,
@@ -19,7 +20,7 @@ from lifexport.functional import (
     check_value,
 )
 from lifexport.functional.threshold import check_alpha, check_method
-from lifexport.kernels import check_backend, use_kernel
+from lifexport.kernels import HALF_DTYPES, check_backend, check_memory, use_kernel
 from lifexport.modules._time import time_loop
 
 
@@ -37,15 +38,31 @@ class NeuronModule(torch.nn.Module):
     - ``is_sequence``: ``True`` for a time-major layer whose ``forward`` takes ``(T, B, ...)``,
       ``False`` for a cell (one step).
     - ``initial_state(x)``: the state at rest for one step's input ``x``, a NamedTuple of
-      tensors (its pytree flattening order is the order of exported state names).
+      tensors (its pytree flattening order is the order of exported state names). Subclasses
+      define it as ``state_at_rest(x)``, in ``x``'s dtype; this applies the precision rules.
     - ``step(x, state) -> (y, state)``: one time step, what every time loop runs and what
-      export traces; it checks shapes, not parameter values.
+      export traces; it checks shapes, not parameter values. Subclasses define it as
+      ``dynamics(x, state)``, the arithmetic in the input's dtype; ``step`` applies the
+      precision rules (:meth:`in_precision`).
     - ``output_shape(shape)``: the shape of ``y`` for a step input of ``shape``.
     - ``check_input(x, time)``: a clear error for an input that cannot be a (time-major) input.
     - ``check_parameter_values()``: a clear error for an out-of-range parameter, called once
       per forward call.
     - ``parameter_values()``: the numeric parameters by name; ``dt``, ``method``, ``alpha``
       and :meth:`surrogate_alpha` (alpha as the spike ops take it).
+
+    Precision: under ``torch.autocast`` on the input's device, a float32 layer runs its
+    dynamics in float32, as autocast runs softmax or layer norm: float16/bfloat16 inputs and
+    states are upcast, the state stays float32, and spikes leave in the autocast dtype (0 and
+    1 are exact), so the next Linear gets its cheap input; a non-spiking layer's output
+    (``LI``'s ``v``) stays float32. A feed-forward layer therefore gives exactly the spikes and
+    states of its float32 run on the same (upcast) values. A recurrent layer's two matrix
+    products are what autocast speeds up, and it treats them as any Linear: half-precision
+    operands and result, which join the float32 current. (Turning autocast off for them
+    would not hold under ``torch.compile``: torch 2.13 retraces a ``scan`` body for its
+    backward under the caller's autocast, so forward and backward would disagree.) A layer
+    converted with ``.to(torch.bfloat16)`` (or ``.half()``, ``.double()``) is outside
+    autocast's rules: it computes in its own dtype and takes inputs of that dtype only.
     """
 
     #: Names of the numeric parameters, in the order the subclass's parameter tuple uses.
@@ -109,6 +126,67 @@ class NeuronModule(torch.nn.Module):
                 check_value(f"p.{name}", getattr(self, name), VALUE_RULES[name])
         if self.alpha is not None:
             check_alpha(self.alpha, "p.alpha")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the parameters (all share one), which the dynamics compute in."""
+        return getattr(self, self.parameter_names[0]).dtype
+
+    @property
+    def spikes(self) -> bool:
+        """Whether the layer's output is spikes (it has a surrogate), not a potential."""
+        return self.method is not None
+
+    def autocast_dtype(self, x: object) -> torch.dtype | None:
+        """The autocast dtype this layer's spikes leave in for input ``x``: set while
+        ``torch.autocast`` is on for ``x``'s device and the layer is float32, else ``None``."""
+        if not isinstance(x, Tensor) or self.dtype != torch.float32:
+            return None
+        if not torch.is_autocast_enabled(x.device.type):
+            return None
+        return torch.get_autocast_dtype(x.device.type)
+
+    def in_precision(
+        self,
+        fn: Callable[[Tensor, Any], tuple[Tensor, Any]],
+        x: Tensor,
+        state: Any,
+        upcast_x: bool = True,
+    ) -> tuple[Tensor, Any]:
+        """``fn(x, state) -> (y, state)`` under the precision rules (see the class): outside
+        autocast, as it is; under it, with half-precision ``state`` (and ``x``, unless
+        ``upcast_x`` is false: a fused kernel reads half precision itself) upcast, and spikes
+        cast to the autocast dtype. Autocast stays on: the only ops it changes in a step are a
+        recurrent layer's matrix products."""
+        out = self.autocast_dtype(x)
+        if out is None:
+            return fn(x, state)
+        state = tree_map(self._upcast, state)
+        y, state = fn(self._upcast(x) if upcast_x else x, state)
+        return (y.to(out) if self.spikes else y), state
+
+    def _upcast(self, t: Any) -> Any:
+        """A half-precision tensor in the layer's dtype; anything else as it is."""
+        return t.to(self.dtype) if isinstance(t, Tensor) and t.dtype in HALF_DTYPES else t
+
+    def initial_state(self, x: Tensor) -> Any:
+        """The state at rest for one step's input ``x`` ``(B, ...)``, in the dtype the step
+        computes in (float32 for half ``x`` under autocast, else ``x``'s)."""
+        if self.autocast_dtype(x) is not None:
+            x = self._upcast(x)
+        return self.state_at_rest(x)
+
+    def step(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """One time step from an explicit state: :meth:`dynamics` under the precision rules."""
+        return self.in_precision(self.dynamics, x, state)
+
+    def state_at_rest(self, x: Tensor) -> Any:
+        """The state at rest, in ``x``'s shape (or the output's), dtype and device."""
+        raise NotImplementedError
+
+    def dynamics(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        """One time step's arithmetic in the input's dtype: ``(y, new state)``."""
+        raise NotImplementedError
 
     def surrogate_alpha(self) -> Tensor | float | None:
         """``alpha`` as the step passes it to the spike ops: the buffer, read at run time; or,
@@ -177,8 +255,8 @@ def check_time_steps(x: Tensor) -> None:
 class FeedForwardCell(NeuronModule):
     """One step of neurons driven by an input current of any shape ``(B, ...)``.
 
-    Subclasses define ``initial_state(x)``, ``step(x, state)`` and ``state_classes`` (the
-    state NamedTuple and, for LIF-refrac, its nested ``lif`` NamedTuple).
+    Subclasses define ``state_at_rest(x)``, ``dynamics(x, state)`` and ``state_classes``
+    (the state NamedTuple and, for LIF-refrac, its nested ``lif`` NamedTuple).
     """
 
     is_sequence = False
@@ -203,7 +281,7 @@ class RecurrentCell(NeuronModule):
 
     When ``autapses`` is ``False`` the diagonal of ``recurrent_weights`` is zeroed and masked in
     every step, so self-connections neither act nor learn (whatever a loaded checkpoint holds).
-    Subclasses define ``initial_state(x)`` and ``step(x, state)`` using :meth:`weights`.
+    Subclasses define ``state_at_rest(x)`` and ``dynamics(x, state)`` using :meth:`weights`.
     """
 
     is_sequence = False
@@ -282,45 +360,64 @@ class SequenceLayer:
     is_sequence = True
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        if self.autocast_dtype(x) is not None:  # upcast once, not in every step
+            x, state = self._upcast(x), tree_map(self._upcast, state)
         return time_loop(self.step, x, self.start(x, state))
 
-    def start(self, x: Tensor, state: Any) -> Any:
-        """Check the input and parameter values; the state before the first step."""
+    def start(self, x: Tensor, state: Any, dtype: torch.dtype | None = None) -> Any:
+        """Check the input and parameter values; the state before the first step, in
+        ``dtype`` (the dtype the steps compute in; ``x``'s when ``None``)."""
         self.check_input(x, time=True)
         check_time_steps(x)
         self.check_parameter_values()
+        x0 = x[0] if dtype in (None, x.dtype) else x[0].to(dtype)  # one step's input
         if state is None:
-            return self.initial_state(x[0])
+            return self.state_at_rest(x0)
         # Checked here, before the loop, so a bad state gets its ValueError outside the
         # traced loop body too; a state that broadcasts (a scalar v) becomes full-size, as
         # the loop's carry must keep one shape.
         shape = self.output_shape(x.shape[1:])
-        state = check_state(state, self.state_classes, shape, x)
-        return torch.utils._pytree.tree_map(torch.Tensor.contiguous, state)
+        state = check_state(state, self.state_classes, shape, x0)
+        return tree_map(torch.Tensor.contiguous, state)
 
 
 class FusedSequenceLayer(SequenceLayer):
     """A feed-forward sequence layer whose time loop can also run as one fused kernel
     (:mod:`lifexport.kernels`), chosen by the keyword-only constructor argument ``backend``
     (see :func:`lifexport.kernels.use_kernel`); exports always trace the step's loop.
+    ``memory`` chooses what the kernel's backward works from: ``"store"`` (every step's state,
+    kept by the forward: fastest), ``"recompute"`` (a checkpoint every 32 steps, the steps in
+    between recomputed: a small fraction of the memory), or ``"auto"`` (``store`` while the
+    stored states fit :data:`lifexport.kernels.STORE_LIMIT_BYTES`); see
+    :func:`lifexport.kernels.stores_states`. Both give the same values.
 
     Subclasses define ``fused(x, state) -> (outputs, state)``, the kernel's call.
     """
 
-    def __init__(self, *args: Any, backend: str = "auto", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, backend: str = "auto", memory: str = "auto", **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.backend = check_backend(backend)
+        self.memory = check_memory(memory)
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        state = self.start(x, state)
-        if not use_kernel(self.backend, x):
-            return time_loop(self.step, x, state)
-        # The checks each step makes on the parameters' shapes, dtypes and devices.
-        check_parameters(self.p, x.shape[1:], x, values=False)
-        return self.fused(x, state)
+        self.check_input(x, time=True)
+        check_time_steps(x)
+        # The checks each step makes on the parameters' shapes, dtypes and devices, against
+        # one step's input in the dtype the steps compute in.
+        like = x[0] if self.autocast_dtype(x) is None else self._upcast(x[0])
+        check_parameters(self.p, x.shape[1:], like, values=False)
+        if not use_kernel(self.backend, x, compute_dtype=like.dtype):
+            return super().forward(x, state)
+        # The kernel reads a half-precision x itself and keeps float32 in registers.
+        return self.in_precision(self._fused, x, state, upcast_x=False)
+
+    def _fused(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        return self.fused(x, self.start(x, state, self.dtype))
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, backend={self.backend!r}"
+        return f"{super().extra_repr()}, backend={self.backend!r}, memory={self.memory!r}"
 
 
 def _weight(name: str, value: Tensor | None, shape: tuple[int, int], scale: float):

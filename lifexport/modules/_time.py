@@ -19,6 +19,8 @@ from torch import Tensor
 from torch._higher_order_ops.scan import scan
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from lifexport.limits import LIMITS
+
 Step = Callable[[Tensor, Any], tuple[Tensor, Any]]
 
 # torch 2.13: scan's fake implementation and inductor's lowering of scan read the loop counter
@@ -78,7 +80,8 @@ def unrolled_time_loop(k: int) -> Iterator[None]:
         k: steps per iteration, >= 1 (1: the plain loop).
 
     Raises:
-        ValueError: ``k`` is not a positive int.
+        ValueError: ``k`` is not a positive int, or exceeds
+            :attr:`lifexport.limits.Limits.max_unroll`.
 
     Examples:
         >>> import lifexport
@@ -88,6 +91,11 @@ def unrolled_time_loop(k: int) -> Iterator[None]:
     global _unroll
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k (steps per scan iteration) must be a positive int, got {k!r}")
+    if k > LIMITS.max_unroll:  # tracing writes every step out: about a second each
+        raise ValueError(
+            f"k (steps per scan iteration) must be at most {LIMITS.max_unroll} "
+            f"(lifexport.limits.LIMITS.max_unroll; raise it if a real use needs more), got {k}"
+        )
     previous, _unroll = _unroll, k
     try:
         yield

@@ -43,11 +43,11 @@ class LICell(FeedForwardCell):
         """The parameters as the functional API takes them (tensors of this module)."""
         return LIParameters(self.tau_syn_inv, self.tau_mem_inv, self.v_leak)
 
-    def initial_state(self, x: Tensor) -> LIState:
+    def state_at_rest(self, x: Tensor) -> LIState:
         """Rest: ``v = v_leak``, ``i = 0``, with ``x``'s shape, dtype and device."""
         return LIState(rest(x, x.shape, self.v_leak), rest(x, x.shape))
 
-    def step(self, x: Tensor, state: LIState) -> tuple[Tensor, LIState]:
+    def dynamics(self, x: Tensor, state: LIState) -> tuple[Tensor, LIState]:
         return li_feed_forward_step(x, state, self.p, self.dt, check_values=False)
 
 
@@ -55,7 +55,8 @@ class LI(FusedSequenceLayer, LICell):
     """Leaky integrators over a time-major sequence ``(T, B, ...)``; returns every step's
     potential ``(T, B, ...)`` and the final state. Arguments as :class:`LICell`, and
     ``backend``: ``"auto"``, ``"scan"`` or ``"triton"`` (see
-    :func:`lifexport.kernels.use_kernel`)."""
+    :func:`lifexport.kernels.use_kernel`), and ``memory`` (see
+    :class:`~lifexport.modules._neuron.FusedSequenceLayer`)."""
 
     def fused(self, x: Tensor, state: LIState) -> tuple[Tensor, LIState]:
-        return kernels.li_sequence(x, state, self.p, self.dt)
+        return kernels.li_sequence(x, state, self.p, self.dt, self.memory)

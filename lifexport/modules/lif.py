@@ -59,10 +59,10 @@ class LIFCell(_LIFParameters, FeedForwardCell):
     ) -> None:
         super().__init__(**self.neuron_args(p, dt, trainable))
 
-    def initial_state(self, x: Tensor) -> LIFFeedForwardState:
+    def state_at_rest(self, x: Tensor) -> LIFFeedForwardState:
         return LIFFeedForwardState(rest(x, x.shape, self.v_leak), rest(x, x.shape))
 
-    def step(self, x: Tensor, state: LIFFeedForwardState) -> tuple[Tensor, LIFFeedForwardState]:
+    def dynamics(self, x: Tensor, state: LIFFeedForwardState) -> tuple[Tensor, LIFFeedForwardState]:
         return lif_feed_forward_step(x, state, self.p, self.dt, check_values=False)
 
 
@@ -70,11 +70,13 @@ class LIF(FusedSequenceLayer, LIFCell):
     """Feed-forward LIF neurons over a time-major sequence ``(T, B, ...)``.
 
     Arguments as :class:`LIFCell`, and ``backend``: ``"auto"``, ``"scan"`` or ``"triton"``
-    (see :func:`lifexport.kernels.use_kernel`).
+    (see :func:`lifexport.kernels.use_kernel`), and ``memory``: ``"auto"``, ``"store"`` or
+    ``"recompute"`` (what the kernel's backward keeps; see
+    :class:`~lifexport.modules._neuron.FusedSequenceLayer`).
     """
 
     def fused(self, x: Tensor, state: LIFFeedForwardState) -> tuple[Tensor, LIFFeedForwardState]:
-        return kernels.lif_sequence(x, state, self.p, self.dt)
+        return kernels.lif_sequence(x, state, self.p, self.dt, self.memory)
 
 
 class RecurrentNeuronCell(RecurrentCell):
@@ -116,11 +118,11 @@ class LIFRecurrentCell(_LIFParameters, RecurrentNeuronCell):
 
     state_classes = (LIFState,)
 
-    def initial_state(self, x: Tensor) -> LIFState:
+    def state_at_rest(self, x: Tensor) -> LIFState:
         shape = self.output_shape(x.shape)
         return LIFState(rest(x, shape), rest(x, shape, self.v_leak), rest(x, shape))
 
-    def step(self, x: Tensor, state: LIFState) -> tuple[Tensor, LIFState]:
+    def dynamics(self, x: Tensor, state: LIFState) -> tuple[Tensor, LIFState]:
         return lif_step(x, state, *self.weights(), self.p, self.dt, check_values=False)
 
 

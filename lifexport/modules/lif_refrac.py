@@ -77,14 +77,14 @@ class LIFRefracCell(_LIFRefracParameters, FeedForwardCell):
     ) -> None:
         super().__init__(**self.neuron_args(p, dt, trainable))
 
-    def initial_state(self, x: Tensor) -> LIFRefracFeedForwardState:
+    def state_at_rest(self, x: Tensor) -> LIFRefracFeedForwardState:
         """Rest: ``v = v_leak``, ``i = 0``, ``rho = 0``, with ``x``'s shape, dtype and device."""
         return LIFRefracFeedForwardState(
             LIFFeedForwardState(rest(x, x.shape, self.v_leak), rest(x, x.shape)),
             rest(x, x.shape),
         )
 
-    def step(
+    def dynamics(
         self, x: Tensor, state: LIFRefracFeedForwardState
     ) -> tuple[Tensor, LIFRefracFeedForwardState]:
         """One time step from an explicit state."""
@@ -96,7 +96,9 @@ class LIFRefrac(FusedSequenceLayer, LIFRefracCell):
 
     Returns ``(spikes, state)``: spikes of every step ``(T, B, ...)`` and the final state.
     Arguments as :class:`LIFRefracCell`, and ``backend``: ``"auto"``, ``"scan"`` or
-    ``"triton"`` (see :func:`lifexport.kernels.use_kernel`).
+    ``"triton"`` (see :func:`lifexport.kernels.use_kernel`), and ``memory``: ``"auto"``,
+    ``"store"`` or ``"recompute"`` (what the kernel's backward keeps; see
+    :class:`~lifexport.modules._neuron.FusedSequenceLayer`).
 
     Examples:
         >>> z, state = LIFRefrac()(torch.full((8, 1, 2), 20.0))
@@ -107,7 +109,7 @@ class LIFRefrac(FusedSequenceLayer, LIFRefracCell):
     def fused(
         self, x: Tensor, state: LIFRefracFeedForwardState
     ) -> tuple[Tensor, LIFRefracFeedForwardState]:
-        return kernels.lif_refrac_sequence(x, state, self.p, self.dt)
+        return kernels.lif_refrac_sequence(x, state, self.p, self.dt, self.memory)
 
 
 class LIFRefracRecurrentCell(_LIFRefracParameters, RecurrentNeuronCell):
@@ -118,14 +120,14 @@ class LIFRefracRecurrentCell(_LIFRefracParameters, RecurrentNeuronCell):
 
     state_classes = (LIFRefracState, LIFState)
 
-    def initial_state(self, x: Tensor) -> LIFRefracState:
+    def state_at_rest(self, x: Tensor) -> LIFRefracState:
         """Rest for a step input ``x`` of shape ``(B, input_size)``."""
         shape = self.output_shape(x.shape)
         return LIFRefracState(
             LIFState(rest(x, shape), rest(x, shape, self.v_leak), rest(x, shape)), rest(x, shape)
         )
 
-    def step(self, x: Tensor, state: LIFRefracState) -> tuple[Tensor, LIFRefracState]:
+    def dynamics(self, x: Tensor, state: LIFRefracState) -> tuple[Tensor, LIFRefracState]:
         """One time step from an explicit state."""
         return lif_refrac_step(x, state, *self.weights(), self.p, self.dt, check_values=False)
 

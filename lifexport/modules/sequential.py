@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lifexport.modules._neuron import NeuronModule, check_rank, check_time_steps, rest
+from lifexport.modules._neuron import (
+    NeuronModule,
+    RecurrentCell,
+    check_rank,
+    check_time_steps,
+    rest,
+)
 from lifexport.modules._time import time_loop
 
-__all__ = ["SequentialState", "TimeLoop", "as_sequence", "check_layers", "neuron_layers", "step_module"]
+__all__ = [
+    "SequentialState",
+    "TimeLoop",
+    "as_sequence",
+    "check_fits",
+    "check_layers",
+    "neuron_layers",
+    "step_module",
+]
 
 #: Stateless torch layers a stack may hold: they act on each time step alike.
 STATELESS_LAYERS = (
@@ -79,7 +94,8 @@ class SequentialState(torch.nn.Sequential):
         """
         states = []
         h = x
-        for layer in self:
+        for index, layer in enumerate(self):
+            check_fits(self, index, h.shape)
             if isinstance(layer, NeuronModule):
                 states.append(layer.initial_state(h))
                 h = rest(h, layer.output_shape(h.shape))
@@ -92,6 +108,7 @@ class SequentialState(torch.nn.Sequential):
         """One time step of the whole stack (neuron layers use their single-step form)."""
         states = self._state_list(state)
         for index, layer in enumerate(self):
+            check_fits(self, index, x.shape)
             if isinstance(layer, NeuronModule):
                 s = states[index]
                 x, states[index] = layer.step(x, layer.initial_state(x) if s is None else s)
@@ -109,6 +126,7 @@ class SequentialState(torch.nn.Sequential):
         check_time_steps(x)
         states = self._state_list(state)
         for index, layer in enumerate(self):
+            check_fits(self, index, x.shape)
             if isinstance(layer, NeuronModule):
                 x, states[index] = layer(x, states[index])
             else:
@@ -160,6 +178,37 @@ def check_layers(layers) -> None:
                 f"SequentialState: it cannot be run or exported; use lifexport layers and "
                 f"{', '.join(t.__name__ for t in STATELESS_LAYERS)}"
             )
+
+
+def check_fits(layers: Sequence[torch.nn.Module], index: int, shape: Sequence[int]) -> None:
+    """Raise ``ValueError`` naming layer ``index`` of ``layers`` when its input, of ``shape``,
+    lacks the features the layer takes: a Linear's ``in_features`` or a recurrent cell's
+    ``input_size`` in the last dimension, a Conv's ``in_channels`` in its channel dimension.
+
+    Sizes only (no tensor values), so compiled and exported code checks once, while tracing.
+    """
+    layer = layers[index]
+    if isinstance(layer, (torch.nn.Linear, RecurrentCell)):
+        want = layer.in_features if isinstance(layer, torch.nn.Linear) else layer.input_size
+        axis, what = -1, "input features (last dimension)"
+    elif isinstance(layer, (torch.nn.Conv1d, torch.nn.Conv2d)):
+        dims = 1 if isinstance(layer, torch.nn.Conv1d) else 2
+        want, axis = layer.in_channels, -(dims + 1)
+        what = f"input channels (dimension {axis}, before the {dims} spatial ones)"
+    else:
+        return
+    if len(shape) >= -axis and shape[axis] == want:
+        return
+    got = shape[axis] if len(shape) >= -axis else "none"
+    source = (
+        "the input"
+        if index == 0
+        else f"the output of layer {index - 1} ({type(layers[index - 1]).__name__})"
+    )
+    raise ValueError(
+        f"layer {index} ({type(layer).__name__}) takes {want} {what}, got {got}: "
+        f"{source} has shape {tuple(shape)}"
+    )
 
 
 def step_module(model: torch.nn.Module) -> torch.nn.Module:

@@ -57,13 +57,74 @@ def check_dt(dt: Any) -> float:
     return dt
 
 
-def meta_str(value: Any) -> str:
-    """A string metadata value as written, or as read back from HDF5 (bytes)."""
-    if isinstance(value, np.ndarray):
+def meta_str(value: Any, what: str) -> str:
+    """A string metadata value as written, or as read back from HDF5 (bytes); a
+    ``ValueError`` naming ``what`` for anything else."""
+    if isinstance(value, np.ndarray) and value.shape == ():
         value = value.item()
-    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{what} must be a UTF-8 string, got {show(value)}") from None
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {show(value)}")
+    return value
 
 
-def meta_float(value: Any) -> float:
-    """A numeric metadata value (a number, or a 0-d array read back from HDF5)."""
-    return float(np.asarray(value).item())
+def meta_float(value: Any, what: str, rule: str = "finite") -> float:
+    """A metadata value that must be one number (a 0-d array as read back from HDF5, or a
+    one-element array): see :func:`numbers`."""
+    array = numbers(value, what, rule)
+    if array.size != 1:
+        raise ValueError(f"{what} must be one number, got an array of shape {array.shape}")
+    return float(array.reshape(-1)[0])
+
+
+#: What :func:`numbers` checks, and how its error says it.
+RULES = {
+    "finite": "finite",
+    "positive": "positive and finite",
+    "non-negative": ">= 0 and finite",
+}
+
+
+def numbers(value: Any, what: str, rule: str = "finite") -> np.ndarray:
+    """``value``, a number or an array of numbers as a NIR graph holds them, as float64.
+
+    Raises:
+        ValueError: naming ``what``: ``value`` is not made of real numbers (a string, an
+            object array, complex numbers), or an element breaks ``rule`` (a key of
+            :data:`RULES`).
+    """
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf":  # not bool ("b"), complex, strings or objects
+        raise ValueError(f"{what} must be a number or an array of numbers, got {show(value)}")
+    array = array.astype(np.float64)
+    ok = bool(np.isfinite(array).all())
+    if rule == "positive":
+        ok = ok and bool((array > 0).all())
+    elif rule == "non-negative":
+        ok = ok and bool((array >= 0).all())
+    if not ok:
+        raise ValueError(f"{what} must be {RULES[rule]}, got {show(array)}")
+    return array
+
+
+def show(value: Any) -> str:
+    """A value from a file in an error message: short, whatever its size."""
+    if isinstance(value, np.ndarray) and value.ndim:
+        if value.size <= 6:
+            return f"{value.tolist()!r}"[:120]
+        if value.dtype.kind in "iuf":
+            finite = value[np.isfinite(value)]
+            span = f"min {finite.min()}, max {finite.max()}, " if finite.size else ""
+            bad = value.size - finite.size
+            return f"an array of shape {value.shape} ({span}{bad} not finite)"
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    if isinstance(value, (np.ndarray, np.generic)):
+        value = value.item()
+    text = repr(value)
+    text = text if len(text) <= 80 else f"{text[:80]}..."
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return text if numeric else f"{type(value).__name__} {text}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,9 @@ from lifexport.nir._common import (
     check_dt,
     meta_float,
     meta_str,
+    numbers,
     require_nir,
+    show,
 )
 
 __all__ = ["from_nir"]
@@ -43,13 +46,26 @@ SUPPORTED = (
 )
 
 
-def _f64(value: Any) -> np.ndarray:
-    return np.asarray(value, dtype=np.float64)
+def _field(node: Any, name: str, rule: str = "finite") -> np.ndarray:
+    """The numbers of the node's field ``name`` (float64), checked (see ``numbers``)."""
+    return numbers(getattr(node, name), name, rule)
+
+
+def _ints(value: Any, what: str, low: int | None, size: int = 1) -> tuple[int, ...]:
+    """One integer, or ``size`` of them, as a NIR graph holds them (floats of integral value
+    pass), each ``>= low``."""
+    array = numbers(value, what).reshape(-1)
+    if array.size not in (1, size):
+        count = "one integer" if size == 1 else f"one or {size} integers"
+        raise ValueError(f"{what} must be {count}, got an array of shape {np.shape(value)}")
+    if np.any(array != np.round(array)) or (low is not None and np.any(array < low)):
+        need = "an integer" if low is None else f"integers >= {low}"
+        raise ValueError(f"{what} must be {need}, got {show(array)}")
+    return tuple(int(v) for v in array)
 
 
 def _param(values: np.ndarray) -> float | torch.Tensor:
     """A float when every neuron has the same value, else a per-neuron float32 tensor."""
-    values = _f64(values)
     flat = values.reshape(-1)
     if flat.size and np.all(flat == flat[0]):
         return float(flat[0])
@@ -99,35 +115,38 @@ def _neuron_kwargs(node: Any) -> dict[str, Any]:
     meta = getattr(node, "metadata", None) or {}
     kwargs = {}
     if METHOD in meta:
-        kwargs["method"] = meta_str(meta[METHOD])
+        kwargs["method"] = meta_str(meta[METHOD], f"metadata {METHOD!r}")
     if ALPHA in meta:
-        kwargs["alpha"] = meta_float(meta[ALPHA])
+        kwargs["alpha"] = meta_float(meta[ALPHA], f"metadata {ALPHA!r}", "positive")
     return kwargs
 
 
 def _gain(node: Any, dt: float) -> np.ndarray:
     """The input gain of one step, ``r * w_in * dt / tau_syn`` (1 for lifexport's graphs)."""
-    return _f64(node.r) * _f64(node.w_in) * dt / _f64(node.tau_syn)
+    return _field(node, "r") * _field(node, "w_in") * dt / _field(node, "tau_syn", "positive")
 
 
 def _cuba(node: Any, dt: float, sequence: bool) -> tuple[torch.nn.Module, np.ndarray]:
     """A lifexport layer for a ``CubaLIF`` or ``CubaLI`` node, and its input gain."""
     nir = require_nir()
     tau = dict(
-        tau_syn_inv=_param(1.0 / _f64(node.tau_syn)),
-        tau_mem_inv=_param(1.0 / _f64(node.tau_mem)),
-        v_leak=_param(node.v_leak),
+        tau_syn_inv=_param(1.0 / _field(node, "tau_syn", "positive")),
+        tau_mem_inv=_param(1.0 / _field(node, "tau_mem", "positive")),
+        v_leak=_param(_field(node, "v_leak")),
     )
     if isinstance(node, nir.CubaLI):
         cls = LI if sequence else LICell
         return cls(LIParameters(**tau), dt=dt), _gain(node, dt)
     lif = LIFParameters(
-        **tau, v_th=_param(node.v_threshold), v_reset=_param(node.v_reset),
+        **tau,
+        v_th=_param(_field(node, "v_threshold")),
+        v_reset=_param(_field(node, "v_reset")),
         **_neuron_kwargs(node),
     )
     meta = node.metadata or {}
     if RHO_RESET in meta:
-        p = LIFRefracParameters(lif, _param(meta[RHO_RESET]))
+        rho = numbers(meta[RHO_RESET], f"metadata {RHO_RESET!r}", "non-negative")
+        p = LIFRefracParameters(lif, _param(rho))
         return (LIFRefrac if sequence else LIFRefracCell)(p, dt=dt), _gain(node, dt)
     return (LIF if sequence else LIFCell)(lif, dt=dt), _gain(node, dt)
 
@@ -144,69 +163,92 @@ def _plain(node: Any, dt: float, sequence: bool) -> tuple[torch.nn.Module, np.nd
         )
     tau = dict(
         tau_syn_inv=tau_syn_inv,
-        tau_mem_inv=_param(1.0 / _f64(node.tau)),
-        v_leak=_param(node.v_leak),
+        tau_mem_inv=_param(1.0 / _field(node, "tau", "positive")),
+        v_leak=_param(_field(node, "v_leak")),
     )
-    gain = _f64(node.r)
+    gain = _field(node, "r")
     if isinstance(node, nir.LI):
         return (LI if sequence else LICell)(LIParameters(**tau), dt=dt), gain
-    lif = LIFParameters(**tau, v_th=_param(node.v_threshold), v_reset=_param(node.v_reset))
+    lif = LIFParameters(
+        **tau, v_th=_param(_field(node, "v_threshold")), v_reset=_param(_field(node, "v_reset"))
+    )
     return (LIF if sequence else LIFCell)(lif, dt=dt), gain
 
 
-def _tensor(value: Any) -> torch.Tensor:
-    return torch.tensor(np.asarray(value), dtype=torch.float32)
+def _tensor(value: Any, what: str) -> torch.Tensor:
+    return torch.tensor(numbers(value, what), dtype=torch.float32)
+
+
+def _bias(bias: Any, outputs: int) -> torch.Tensor:
+    bias = _tensor(bias, "bias").reshape(-1)
+    if bias.numel() != outputs:
+        raise ValueError(f"bias must hold {outputs} values, one per output, got {bias.numel()}")
+    return bias
 
 
 def _linear(weight: Any, bias: Any | None) -> torch.nn.Linear:
-    weight = _tensor(weight)
+    weight = _tensor(weight, "weight")
     if weight.dim() != 2:
         raise ValueError(f"weight must be 2-d (out, in), got shape {tuple(weight.shape)}")
     layer = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     with torch.no_grad():
         layer.weight.copy_(weight)
         if bias is not None:
-            layer.bias.copy_(_tensor(bias).reshape(-1))
+            layer.bias.copy_(_bias(bias, weight.shape[0]))
     return layer
 
 
+def _padding(value: Any, dims: int) -> str | tuple[int, ...]:
+    """A Conv's padding: integers >= 0, or the string ``same`` or ``valid``."""
+    if isinstance(value, (str, bytes)) or np.asarray(value).dtype.kind in "OSU":
+        text = meta_str(value, "padding")
+        if text not in ("same", "valid"):
+            raise ValueError(f"padding must be integers >= 0, 'same' or 'valid', got {text!r}")
+        return text
+    return _ints(value, "padding", 0, dims)
+
+
 def _conv(node: Any, dims: int) -> torch.nn.Module:
-    weight = _tensor(node.weight)
+    weight = _tensor(node.weight, "weight")
+    if weight.dim() != dims + 2:
+        raise ValueError(
+            f"weight must be {dims + 2}-d (out, in / groups, {'kernel' if dims == 1 else 'kh, kw'}"
+            f"), got shape {tuple(weight.shape)}"
+        )
     cls = torch.nn.Conv1d if dims == 1 else torch.nn.Conv2d
-
-    def arg(value):
-        return value if isinstance(value, str) else tuple(int(v) for v in np.ravel(value))
-
+    (groups,) = _ints(node.groups, "groups", 1)
     layer = cls(
-        weight.shape[1] * int(node.groups),
+        weight.shape[1] * groups,
         weight.shape[0],
         tuple(weight.shape[2:]),
-        stride=arg(node.stride),
-        padding=arg(node.padding),
-        dilation=arg(node.dilation),
-        groups=int(node.groups),
+        stride=_ints(node.stride, "stride", 1, dims),
+        padding=_padding(node.padding, dims),
+        dilation=_ints(node.dilation, "dilation", 1, dims),
+        groups=groups,
     )
     with torch.no_grad():
         layer.weight.copy_(weight)
-        layer.bias.copy_(_tensor(node.bias).reshape(-1))
+        layer.bias.copy_(_bias(node.bias, weight.shape[0]))
     return layer
 
 
 def _pool(node: Any, divisor_override: int | None) -> torch.nn.AvgPool2d:
-    def pair(value):
-        return tuple(int(v) for v in np.broadcast_to(np.ravel(value), (2,)))
+    def pair(name: str, low: int) -> tuple[int, int]:
+        values = _ints(getattr(node, name), name, low, 2)
+        return values * 2 if len(values) == 1 else values
 
     return torch.nn.AvgPool2d(
-        pair(node.kernel_size),
-        stride=pair(node.stride),
-        padding=pair(node.padding),
+        pair("kernel_size", 1),
+        stride=pair("stride", 1),
+        padding=pair("padding", 0),
         divisor_override=divisor_override,
     )
 
 
 def _flatten(node: Any) -> torch.nn.Flatten:
     """NIR's flatten dimensions count from the first dimension after the batch."""
-    start, end = int(node.start_dim), int(node.end_dim)
+    (start,) = _ints(node.start_dim, "start_dim", None)
+    (end,) = _ints(node.end_dim, "end_dim", None)
     return torch.nn.Flatten(start + 1 if start >= 0 else start, end + 1 if end >= 0 else end)
 
 
@@ -261,6 +303,15 @@ def _fold_gain(layers: list[torch.nn.Module], gain: np.ndarray, what: str) -> No
             prev.bias.mul_(g.to(prev.bias.dtype))
 
 
+def _inner(name: str, inner: str, graph: Any, read: Callable[..., Any], *args: Any) -> Any:
+    """``read(*args)``, its ``ValueError`` naming node ``inner`` of subgraph ``name``."""
+    try:
+        return read(*args)
+    except ValueError as error:
+        kind = type(graph.nodes[inner]).__name__
+        raise ValueError(f"subgraph {name!r}, node {inner!r} ({kind}): {error}") from error
+
+
 def _recurrent(name: str, graph: Any, dt: float, sequence: bool) -> torch.nn.Module:
     """A recurrent LIF(-refrac) layer from a subgraph ``input -> Linear -> CubaLIF -> output``
     with ``CubaLIF -> Linear -> CubaLIF``; any other subgraph raises, naming its nodes."""
@@ -287,12 +338,15 @@ def _recurrent(name: str, graph: Any, dt: float, sequence: bool) -> torch.nn.Mod
         )
     for w in weights:
         bias = getattr(graph.nodes[w], "bias", None)
-        if bias is not None and np.any(np.asarray(bias) != 0):
+        if bias is not None and np.any(_inner(name, w, graph, numbers, bias, "bias")):
             raise ValueError(
                 f"subgraph {name!r}: node {w!r} has a bias, which recurrent layers lack"
             )
-    ff, gain = _cuba(graph.nodes[lifs[0]], dt, sequence=False)
-    win, wrec = (_linear(graph.nodes[w].weight, None).weight.detach() for w in weights)
+    ff, gain = _inner(name, lifs[0], graph, _cuba, graph.nodes[lifs[0]], dt, False)
+    win, wrec = (
+        _inner(name, w, graph, _linear, graph.nodes[w].weight, None).weight.detach()
+        for w in weights
+    )
     g = torch.tensor(np.broadcast_to(gain.reshape(-1), (win.shape[0],)), dtype=win.dtype)
     if not np.all(np.abs(gain - 1.0) <= GAIN_TOLERANCE):
         win, wrec = win * g[:, None], wrec * g[:, None]
@@ -350,7 +404,8 @@ def from_nir(graph: Any, dt: float = 1e-3) -> SequentialState:
 
     Args:
         graph: a ``nir.NIRGraph`` whose nodes form one chain from its ``Input`` to its
-            ``Output`` (``nir.read(path)`` reads one from a file).
+            ``Output`` (:func:`~lifexport.nir.read_nir` reads one from a file, within
+            :mod:`lifexport.limits`).
         dt: the duration of one time step in seconds, positive and finite.
 
     Returns:
@@ -360,7 +415,10 @@ def from_nir(graph: Any, dt: float = 1e-3) -> SequentialState:
         TypeError: a node type lifexport has no layer for (the message names the node), or
             a ``graph`` that is not a ``nir.NIRGraph``.
         ValueError: a graph that is not a chain, a recurrent subgraph of another shape, an
-            input gain that cannot be folded, ``dt`` not positive and finite.
+            input gain that cannot be folded, ``dt`` not positive and finite; a field or
+            metadata value that is not made of numbers, or not finite (time constants: not
+            positive), named with its node: ``node '1' (CubaLIF): tau_mem must be positive
+            and finite, got [0.0, 0.02]``.
         ImportError: the ``nir`` package is not installed.
 
     Examples:
@@ -373,9 +431,19 @@ def from_nir(graph: Any, dt: float = 1e-3) -> SequentialState:
     nir = require_nir()
     dt = check_dt(dt)
     if not isinstance(graph, nir.NIRGraph):
-        raise TypeError(f"graph must be a nir.NIRGraph (see nir.read), got {type(graph).__name__}")
+        raise TypeError(
+            f"graph must be a nir.NIRGraph (see lifexport.nir.read_nir), got {type(graph).__name__}"
+        )
     meta = graph.metadata if isinstance(graph.metadata, dict) else {}
-    sequence = bool(meta_float(meta[SEQUENCE])) if SEQUENCE in meta else True
+    sequence = True
+    if SEQUENCE in meta:
+        flag = meta_float(meta[SEQUENCE], f"graph metadata {SEQUENCE!r}")
+        if flag not in (0.0, 1.0):
+            raise ValueError(
+                f"graph metadata {SEQUENCE!r} must be 1 (sequence layers) or 0 (cells), got "
+                f"{flag!r}"
+            )
+        sequence = bool(flag)
     layers: list[torch.nn.Module] = []
     for name, node in _chain(graph):
         try:

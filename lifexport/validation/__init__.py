@@ -6,7 +6,9 @@ as unavailable with the reason) and the same inputs through the torch model, and
 :class:`ValidationReport`: per provider, whether spikes agree exactly, the first mismatch
 (:class:`Mismatch`: step, layer, element, both values, and torch's ``|v - v_th|`` there),
 the largest state, output and gradient differences. :func:`assert_valid` raises
-:class:`~lifexport.errors.ValidationError` on a real mismatch.
+:class:`~lifexport.errors.ValidationError` on a real mismatch. A graph with state inputs is
+driven from rest and from a warm state (the one torch reaches over a warm-up drive), so a graph
+right only from rest fails; the report says which drive failed.
 
 Spikes are thresholded, so a last-bit difference in ``v`` can flip one and the runs diverge
 from there. To tell such a numerical flip from a bug, the torch run records the input of every
@@ -23,8 +25,8 @@ For tools around a file: :data:`PROVIDERS` (the providers tried by default),
 session as validation opens it).
 """
 
-from lifexport.validation._compare import default_tolerances
 from lifexport.graph import GraphFile, read_graph
+from lifexport.validation._compare import default_tolerances
 from lifexport.validation._report import Mismatch, ProviderReport, ValidationReport, assert_valid
 from lifexport.validation._runtime import PROVIDERS, make_session
 from lifexport.validation._validate import validate

@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map
 
 from lifexport.functional import SURROGATES
-from lifexport.graph import LOSS, Y, GraphContract, GraphFile, StateLayout
+from lifexport.graph import LOSS, GraphContract, GraphFile, StateLayout, Y
 from lifexport.modules import (
     NeuronModule,
     SequentialState,
@@ -145,6 +145,15 @@ def _membrane(log: _LayerLog) -> np.ndarray | None:
     return np.stack(first)
 
 
+def warm_state(model: torch.nn.Module, warmup: Tensor) -> Any:
+    """The state ``model`` reaches from rest over the drive ``warmup`` ``(T, B, ...)``, laid
+    out as its ``initial_state``; no gradient."""
+    with torch.no_grad():
+        rest = step_module(model).initial_state(warmup[0])
+        _, final = as_sequence(model)(warmup, rest)
+    return _detach(final)
+
+
 def _detach(state: Any) -> Any:
     return tree_map(lambda t: t.detach() if isinstance(t, Tensor) else t, state)
 
@@ -177,9 +186,10 @@ def _step_outputs(
     xs: Tensor,
     target: Tensor | None,
     objective: _Objective,
+    initial: Any,
 ) -> dict[str, np.ndarray]:
-    """A step graph's outputs at every step, ``(T, ...)``, from rest."""
-    state = step_model.initial_state(xs[0])
+    """A step graph's outputs at every step, ``(T, ...)``, from ``initial`` (``None``: rest)."""
+    state = step_model.initial_state(xs[0]) if initial is None else initial
     layout = StateLayout(state)
     per_step = target is not None and target.dim() == contract.target_rank + 1
     rows: dict[str, list[np.ndarray]] = {}
@@ -199,9 +209,10 @@ def _sequence_outputs(
     xs: Tensor,
     target: Tensor | None,
     objective: _Objective,
+    initial: Any,
 ) -> dict[str, np.ndarray]:
-    """A sequence graph's outputs over the whole drive, from rest."""
-    state = step_module(model).initial_state(xs[0])
+    """A sequence graph's outputs over the whole drive, from ``initial`` (``None``: rest)."""
+    state = step_module(model).initial_state(xs[0]) if initial is None else initial
     ys, final = as_sequence(model)(xs, state)
     values = {Y: ys, **dict(zip(contract.next_names, StateLayout(state).flatten(final)))}
     values.update(objective.values(ys, target))
@@ -216,19 +227,21 @@ def run_torch(
     parameters: dict[str, torch.nn.Parameter],
     target: Tensor | None,
     loss: Callable[[Tensor, Tensor], Tensor] | None,
+    initial: Any = None,
 ) -> Reference:
-    """Run ``model`` eagerly as the graph computes: one step at a time from rest (step graph)
-    or over the whole sequence from rest (sequence graph); in training mode also the loss
-    and ``torch.autograd`` gradients of ``parameters`` (graph input name -> parameter)."""
+    """Run ``model`` eagerly as the graph computes: one step at a time (step graph) or over
+    the whole sequence (sequence graph), from ``initial`` (a state as the model's
+    ``initial_state`` lays it out; ``None``: rest); in training mode also the loss and
+    ``torch.autograd`` gradients of ``parameters`` (graph input name -> parameter)."""
     contract = info.contract
     layers = neuron_layers(model)
     objective = _Objective(contract, parameters, loss)
     with _watch(layers, _SpikeRecorder()) as logs, torch.set_grad_enabled(contract.training):
         if contract.kind == "step":
-            outputs = _step_outputs(step_module(model), contract, xs, target, objective)
+            outputs = _step_outputs(step_module(model), contract, xs, target, objective, initial)
             stepped = frozenset(outputs)
         else:
-            outputs = _sequence_outputs(model, contract, xs, target, objective)
+            outputs = _sequence_outputs(model, contract, xs, target, objective, initial)
             stepped = frozenset({Y})
     reference = Reference(outputs, stepped)
     last = output_layer(model)

@@ -79,6 +79,10 @@ class Mismatch:
 
 
 GRAPH_BUG, PRECISION_DRIFT = "graph bug", "precision drift"
+#: The drives a provider runs: from the rest state, and (graphs with state inputs) from the
+#: state torch reaches after a warm-up drive.
+REST, WARM = "rest", "warm"
+_DRIVES = {REST: "from rest", WARM: "from a warm state"}
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,11 @@ class ProviderReport:
             passes; ``None`` in strict mode (spikes must match, up to numerical flips).
         diagnosis: after a disagreement, what a teacher-forced run says of it (``None`` where
             the graph has no state inputs to force, or nothing disagreed).
+        drive: what this run started from: ``"rest"`` (the model's rest state) or ``"warm"``
+            (the state torch reached after a warm-up drive, fed to the graph's state inputs).
+        steps: the time steps of this run.
+        warm: for a graph with state inputs, the same provider driven from a warm state
+            (``drive="warm"``): a graph right only from rest fails there; ``None`` otherwise.
     """
 
     provider: str
@@ -155,12 +164,26 @@ class ProviderReport:
     flip_rate: float = 0.0
     flip_budget: float | None = None
     diagnosis: Diagnosis | None = None
+    drive: str = REST
+    steps: int | None = None
+    warm: ProviderReport | None = None
 
     @property
     def passed(self) -> bool:
         """It ran and: in strict mode, nothing disagrees except after a numerical first flip;
         validating a deployment precision, the flip rate is within the budget and no step has a
-        local error beyond the precision."""
+        local error beyond the precision; all that from rest and, where run, from a warm
+        state."""
+        return not self.failed_drives
+
+    @property
+    def failed_drives(self) -> tuple[str, ...]:
+        """The drives that failed, of ``"rest"`` and ``"warm"`` (empty when it passed)."""
+        own = () if self._passed_alone() else (self.drive,)
+        return own + (() if self.warm is None else self.warm.failed_drives)
+
+    def _passed_alone(self) -> bool:
+        """This run's verdict, without the warm run."""
         if self.error is not None:
             return False
         if self.flip_budget is not None:
@@ -190,27 +213,56 @@ class ProviderReport:
             flip_budget=self.flip_budget,
             first_diverging_step=self.first_diverging_step,
             diagnosis=None if self.diagnosis is None else self.diagnosis.to_dict(),
+            drive=self.drive,
+            steps=self.steps,
+            failed_drives=list(self.failed_drives),
+            warm=None if self.warm is None else self.warm.to_dict(),
         )
 
     def format(self) -> str:
+        """The provider's line (``FAILED from a warm state`` where only that drive failed),
+        its details indented, then the warm run's block."""
         if self.error is not None:
-            return f"{self.provider}: FAILED to run: {self.error}"
-        verdict = "passed" if self.passed else "FAILED"
-        spikes = (
-            "spikes equal"
-            if self.spikes_equal
-            else f"{self.flips} spike(s) differ (flip rate {self.flip_rate:.3g})"
-        )
+            return f"{self.provider}: FAILED to run{self._from()}: {self.error}"
+        failed = self.failed_drives
+        if not failed:
+            verdict = "passed"
+        elif failed == (REST,):
+            verdict = "FAILED"
+        else:
+            verdict = f"FAILED {' and '.join(_DRIVES[d] for d in failed)}"
         budget = "" if self.flip_budget is None else f", flip budget {self.flip_budget:.3g}"
         settings = ", ".join(f"{k}={v}" for k, v in self.settings.items()) or "defaults"
-        lines = [f"{self.provider} ({settings}{budget}): {verdict}, {spikes}"]
-        if self.first_mismatch is not None:
-            lines.append(f"  first mismatch: {self.first_mismatch.format()}")
-        if self.diagnosis is not None:
-            lines.append(f"  diagnosis: {self.diagnosis.format()}")
-        worst = ", ".join(f"{name} {value:.2g}" for name, value in self.max_abs.items())
-        lines.append(f"  max |onnx - torch|: {worst}")
+        lines = [f"{self.provider} ({settings}{budget}): {verdict}, {self._spikes()}"]
+        lines += self._details("  ")
+        if self.warm is not None:
+            warm = self.warm
+            if warm.error is not None:
+                lines.append(f"  {_DRIVES[WARM]}: FAILED to run: {warm.error}")
+            else:
+                steps = "" if warm.steps is None else f" ({warm.steps} steps)"
+                result = "passed" if warm._passed_alone() else "FAILED"
+                lines.append(f"  {_DRIVES[WARM]}{steps}: {result}, {warm._spikes()}")
+                lines += warm._details("    ")
         return "\n".join(lines)
+
+    def _from(self) -> str:
+        return "" if self.drive == REST else f" {_DRIVES[self.drive]}"
+
+    def _spikes(self) -> str:
+        if self.spikes_equal:
+            return "spikes equal"
+        return f"{self.flips} spike(s) differ (flip rate {self.flip_rate:.3g})"
+
+    def _details(self, indent: str) -> list[str]:
+        lines = []
+        if self.first_mismatch is not None:
+            lines.append(f"{indent}first mismatch: {self.first_mismatch.format()}")
+        if self.diagnosis is not None:
+            lines.append(f"{indent}diagnosis: {self.diagnosis.format()}")
+        worst = ", ".join(f"{name} {value:.2g}" for name, value in self.max_abs.items())
+        lines.append(f"{indent}max |onnx - torch|: {worst}")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -223,7 +275,8 @@ class ValidationReport:
         mode: ``"inference"`` or ``"training"``.
         steps: time steps compared (T).
         batch: batch size (B).
-        providers: a report per provider that ran.
+        providers: a report per provider that ran (from rest; each holds its run from a warm
+            state as ``warm`` when the graph takes its state).
         unavailable: requested providers that did not run, with the reason.
         spikes: spikes the torch run emitted per spike output (0 means the check was weak).
         rtol, atol: the tolerance of non-spike values (``|onnx - torch| <= atol + rtol|torch|``).
@@ -326,16 +379,28 @@ def assert_valid(report: ValidationReport) -> None:
     """Raise unless every provider that ran agrees with torch and at least one ran.
 
     A spike flip whose torch margin is within ``numerical_margin`` (and everything after it)
-    does not raise: the report still shows it.
+    does not raise: the report still shows it. The message names the providers that failed
+    and the drives they failed on (from rest, from a warm state).
 
     Raises:
+        TypeError: ``report`` is not a :class:`ValidationReport`.
         ValidationError: a real mismatch (a spike flip away from the threshold, a state, output
             or gradient beyond tolerance), a failed run, or no requested provider available.
     """
+    if not isinstance(report, ValidationReport):
+        raise TypeError(
+            f"report must be a ValidationReport (what lifexport.validate returns), got "
+            f"{type(report).__name__}"
+        )
     if not report.providers:
         reasons = "; ".join(f"{n}: {why}" for n, why in report.unavailable.items())
         raise ValidationError(
             f"{report.path}: none of the requested execution providers could run ({reasons})"
         )
     if not report.passed:
-        raise ValidationError(f"onnxruntime disagrees with torch:\n{report.format()}")
+        failed = "; ".join(
+            f"{name} {' and '.join(_DRIVES[d] for d in p.failed_drives)}"
+            for name, p in report.providers.items()
+            if not p.passed
+        )
+        raise ValidationError(f"onnxruntime disagrees with torch ({failed}):\n{report.format()}")

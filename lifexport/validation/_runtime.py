@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from lifexport.graph import TARGET, X, Y, GraphFile
+from lifexport.graph import TARGET, GraphFile, X, Y
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

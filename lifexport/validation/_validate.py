@@ -2,7 +2,8 @@
 
 Stages, each with its own errors: check the arguments, read the file's contract
 (:func:`~lifexport.graph.read_graph`), build the drive, check the model against the
-contract, run the torch reference, then run and compare each execution provider.
+contract, run the torch reference (from rest, and from a warm state where the graph takes its
+state), then run and compare each execution provider on each drive.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import math
 import os
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from lifexport.graph import TARGET, Y, GraphFile, StateLayout, read_graph
+from lifexport.graph import METADATA, TARGET, GraphFile, StateLayout, Y, read_graph
+from lifexport.limits import LIMITS, check_elements
 from lifexport.modules import neuron_layers, step_module
 from lifexport.validation._compare import (
     default_tolerances,
@@ -27,10 +30,12 @@ from lifexport.validation._compare import (
     summarize,
 )
 from lifexport.validation._drive import check_inputs, synthesize_inputs
-from lifexport.validation._reference import Reference, run_torch, to_numpy
+from lifexport.validation._reference import Reference, run_torch, to_numpy, warm_state
 from lifexport.validation._report import (
     GRAPH_BUG,
     PRECISION_DRIFT,
+    REST,
+    WARM,
     Diagnosis,
     Mismatch,
     ProviderReport,
@@ -48,6 +53,11 @@ from lifexport.validation._runtime import (
 #: ``"strict"``: the graph checked as it is, TF32 off; ``"deployment"``: a deployment setting
 #: (TF32 on, a float16 export) against a strict float32 reference, on a spike flip budget.
 PRECISIONS = ("strict", "deployment")
+
+#: Steps of the warm-up drive, and of the run from the state it leaves (at most the drive's T).
+WARM_STEPS = 20
+
+_EXAMPLE_KEY = next(m.key for m in METADATA if m.field == "example_shape")
 
 #: Layers whose output depends on their mode (as far as torch's own layers go).
 _MODE_DEPENDENT = (
@@ -67,8 +77,10 @@ class _Tolerances:
 @dataclass(frozen=True)
 class _Case:
     """Everything one provider's run is compared against: the file, the torch reference and
-    the numpy feeds (parameters and batch-first target as constants, the rest state)."""
+    the numpy feeds (parameters and batch-first target as constants, the initial state:
+    rest, or the warm state of the ``"warm"`` drive)."""
 
+    drive: str
     info: GraphFile
     reference: Reference
     xs: np.ndarray
@@ -121,6 +133,14 @@ def validate(
     (a float32 copy of the model), and passes when at most ``flip_budget`` of the spikes differ.
     Tolerances are then those of a 10-bit mantissa (TF32's and float16's).
 
+    A graph right only from rest is not right: a graph with state inputs (a step graph, a
+    sequence graph exported with state) is also driven from a warm state, the one torch reaches
+    over a warm-up drive (``WARM_STEPS`` = 20 steps of the seeded drive below, or T if fewer;
+    rounded to the graph's dtype), fed to both the graph's state inputs and the torch model,
+    over the drive's first ``WARM_STEPS`` steps. Each provider's report has that run as ``warm``; it
+    passes only if both drives pass, and its ``failed_drives`` and line (``FAILED from a warm
+    state``) say which drive failed.
+
     Whenever a run disagrees, the graph is also run teacher-forced: from torch's state before
     every step, so that each step shows only its own error. The report's diagnosis calls it a
     graph bug when some step's local error exceeds the tolerance (or flips a spike away from
@@ -135,8 +155,9 @@ def validate(
             example's batch size, uniform currents in ``[0, 3)``.
         providers: onnxruntime execution providers to run; those not available here are listed
             in ``report.unavailable`` with the reason.
-        steps: T of the synthesized drive (must equal T of ``inputs`` if both are given).
-        seed: seed of the synthesized drive.
+        steps: T of the synthesized drive (must equal T of ``inputs`` if both are given), at
+            most :attr:`lifexport.limits.Limits.max_steps` (as is the T of ``inputs``).
+        seed: seed of the synthesized drive and of the warm-up drive.
         numerical_margin: a flip where torch's ``|v - v_th|`` is at most this is numerical.
         rtol, atol: tolerance of states, non-spike outputs, loss and gradients.
             ``None`` (each of the three): the default for the graph's dtype, float32's
@@ -146,7 +167,9 @@ def validate(
             ``(B, ...)``; for a step graph also ``(T, B, ...)``, one per step.
         loss: with ``target``: the ``loss(y, target)`` the graph was exported with.
         precision: ``"strict"`` or ``"deployment"`` (see above); ``None``: deployment for a
-            file ``to_onnx(quantize="int8")`` wrote (judged on its flip rate), else strict.
+            file ``to_onnx(quantize="int8")`` wrote (judged on its flip rate; its claim is
+            held to the graph's int8 weights, a float file claiming it is refused), else
+            strict.
         provider_options: per provider, session options that override validation's (for
             example ``{"CUDAExecutionProvider": {"use_tf32": "1"}}``); the report lists the
             options each provider ran with.
@@ -156,14 +179,25 @@ def validate(
     Returns:
         A report per provider; see :func:`assert_valid` to raise on failure.
 
+    Limits: a file is data. Its contract is checked by :func:`~lifexport.graph.read_graph`
+    (every metadata value, the graph against it; a float file claiming int8 weights is
+    refused, so no file picks its own tolerance), and the work it can ask for is bounded
+    before anything is allocated: the synthesized drive (B and features from the metadata
+    ``lifexport.example_shape``) and torch's records stay within
+    :attr:`lifexport.limits.Limits.max_elements`, T within
+    :attr:`lifexport.limits.Limits.max_steps`.
+
     Raises:
         ValueError: an unknown provider name or ``precision``, options for a provider not
-            requested, a ``flip_budget`` outside ``[0, 1]``, ``inputs`` of another shape or
-            dtype, a file that
-            is not a lifexport ONNX model, a model that does not fit the graph, a missing or
-            superfluous ``target``/``loss``.
+            requested, a ``flip_budget`` outside ``[0, 1]``, ``steps`` or ``inputs`` of another
+            shape or dtype or over the limits, a file that is not a lifexport ONNX model (or
+            whose metadata is not what ``to_onnx`` writes, or disagrees with its graph), a
+            drive over the limits, a model that does not take the file's input (one step on
+            it raised; the message names the model and the file's input shape) or has other
+            states, a missing or superfluous ``target``/``loss``.
         FileNotFoundError: ``onnx_path`` does not exist.
-        TypeError: ``model`` is not a torch module, ``inputs`` not a tensor.
+        TypeError: ``model`` is not a torch module, ``inputs`` not a tensor, ``onnx_path``
+            not a ``str`` or ``os.PathLike`` of a text path.
 
     Examples:
         >>> import lifexport
@@ -175,11 +209,13 @@ def validate(
         >>> report.passed, report.providers[cpu].first_mismatch
         (True, None)
         >>> print(report.format())
-        /tmp/lif_refrac.onnx: sequence graph, inference, float32, strict precision, T=50, B=2: PASSED ...
+        /tmp/lif_refrac.onnx: sequence graph, inference, float32, strict ... B=2: PASSED ...
         torch ran the model in its own train mode
         tolerances: rtol 0.0001, atol 1e-05, near-threshold margin 1e-05
         CPUExecutionProvider (defaults): passed, spikes equal
           max |onnx - torch|: y 0, next_state.0.v ...
+          from a warm state (20 steps): passed, spikes equal
+            max |onnx - torch|: y 0, next_state.0.v ...
     """
     _check_arguments(model, steps, numerical_margin=numerical_margin, rtol=rtol, atol=atol)
     _check_precision(precision, flip_budget)
@@ -189,13 +225,24 @@ def validate(
         precision = "deployment" if info.contract.quantize else "strict"
     settings = provider_settings(run + list(unavailable), precision, provider_options)
     tolerances = _tolerances(info, precision, rtol, atol, numerical_margin)
-    xs = synthesize_inputs(info, steps, seed) if inputs is None else check_inputs(info, inputs, steps)
+    if inputs is None:
+        xs = synthesize_inputs(info, steps, seed)
+    else:
+        xs = check_inputs(info, inputs, steps)
     parameters = _check_model(model, info, xs, target, loss)
     budget = flip_budget if precision == "deployment" else None
     case = _reference_case(model, info, xs, parameters, target, loss, tolerances, budget)
+    warm = None
+    if info.state_names:  # right from rest is not enough: from a state torch reached, too
+        n = min(WARM_STEPS, xs.shape[0])
+        warmup = synthesize_inputs(info, n, seed, batch=xs.shape[1])
+        head = _first_steps(info, target, n)
+        warm = _reference_case(
+            model, info, xs[:n], parameters, head, loss, tolerances, budget, warmup=warmup
+        )
     reports = {}
     for provider in run:
-        outcome = _run_provider(provider, settings[provider], case)
+        outcome = _run_provider(provider, settings[provider], case, warm)
         if isinstance(outcome, str):
             unavailable[provider] = outcome
         else:
@@ -207,8 +254,13 @@ def _check_arguments(model: object, steps: object, **tolerances: object) -> None
     """Stage 1: the arguments that need no file."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be the torch.nn.Module that was exported, got {type(model)}")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"steps must be a positive int or None, got {steps!r}")
+    top = LIMITS.max_steps
+    bad = isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= top
+    if steps is not None and bad:
+        raise ValueError(
+            f"steps must be None or an int in 1..{LIMITS.max_steps} "
+            f"(lifexport.limits.LIMITS.max_steps), got {steps!r}"
+        )
     for name, value in tolerances.items():
         if value is not None and not (isinstance(value, (int, float)) and 0 <= value < math.inf):
             raise ValueError(f"{name} must be a finite number >= 0 or None, got {value!r}")
@@ -275,15 +327,31 @@ def _check_model(
     target: Tensor | None,
     loss: Callable | None,
 ) -> dict[str, torch.nn.Parameter]:
-    """Stage 3: the model must be the one the contract describes; returns the parameter for
-    each parameter input of a training graph."""
+    """Stage 3: the model must be the one the contract describes: it takes the file's input
+    (one step on the drive's first, in a ``try``) and has its states and parameters; what
+    torch records over the drive stays within the limits. Returns the parameter for each
+    parameter input of a training graph."""
     _check_target(info, target, loss)
     try:
         neuron_layers(model)
     except (TypeError, ValueError) as error:
         raise ValueError(f"model: {error}; validate the model that was exported") from error
-    with torch.no_grad():
-        names = StateLayout(step_module(model).initial_state(xs[0].to(_device(model)))).names
+    x = xs[0].to(_device(model))
+    try:
+        with torch.no_grad():
+            state = step_module(model).initial_state(x)
+            y, _ = step_module(model).step(x, state)
+    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+        raise ValueError(
+            f"model ({type(model).__name__}) does not take this file's input: the graph's x "
+            f"is {_x_pattern(info)} (metadata {_EXAMPLE_KEY} {list(info.example_shape)}), "
+            f"and one step of shape {tuple(x.shape)} raised {type(error).__name__}: {error}; "
+            "validate the model that was exported"
+        ) from error
+    layout = StateLayout(state)
+    names = layout.names
+    for name, tensor in ((Y, y), *zip(names, layout.flatten(state))):
+        check_elements(f"torch's record of {name} over {len(xs)} steps", (len(xs), *tensor.shape))
     if info.state_names and names != info.state_names:
         raise ValueError(
             f"the model's states {list(names)} are not the graph's {list(info.state_names)}; "
@@ -308,16 +376,25 @@ def _reference_case(
     loss: Callable | None,
     tolerances: _Tolerances,
     flip_budget: float | None,
+    warmup: Tensor | None = None,
 ) -> _Case:
     """Stage 4: eager torch over the drive, in strict float32 (a float32 copy of a half
-    precision model when validating a deployment), and the feeds every provider gets."""
+    precision model when validating a deployment), and the feeds every provider gets. From
+    rest, or with ``warmup``: from the state torch reaches over it (rounded to the graph's
+    dtype, the values the graph gets), the ``"warm"`` drive."""
     device = _device(model)
     reference_model, drive = model, xs
     if flip_budget is not None and xs.dtype in (torch.float16, torch.bfloat16):
         reference_model, drive = copy.deepcopy(model).float(), xs.float()
+        warmup = None if warmup is None else warmup.float()
+    with torch.no_grad():
+        layout = StateLayout(step_module(model).initial_state(xs[0].to(device)))
     found = dict(reference_model.named_parameters())
     reference_parameters = {name: found[name] for name in parameters}
     with _trainable(reference_parameters.values()), strict_float32():
+        start = None
+        if warmup is not None:
+            start = _rounded(layout, warm_state(reference_model, warmup.to(device)), info.dtype)
         reference = run_torch(
             reference_model,
             info,
@@ -325,41 +402,78 @@ def _reference_case(
             parameters=reference_parameters,
             target=None if target is None else target.to(device),
             loss=loss,
+            initial=start,
         )
-    with torch.no_grad():
-        state = step_module(model).initial_state(xs[0].to(device))
-    rest = StateLayout(state).flatten(state)
+    if start is None:
+        with torch.no_grad():
+            start = step_module(model).initial_state(xs[0].to(device))
+    initial = [t.to(info.dtype) for t in layout.flatten(start)]
     constants = {name: to_numpy(p) for name, p in parameters.items()}
     target_np = None if target is None else to_numpy(target)
     if target_np is not None and info.graph == "sequence":
         constants[TARGET] = target_np
     return _Case(
+        drive=REST if warmup is None else WARM,
         info=info,
         reference=reference,
         xs=to_numpy(xs),
         constants=constants,
-        initial={slot.name: to_numpy(t) for slot, t in zip(info.contract.states, rest)},
+        initial={slot.name: to_numpy(t) for slot, t in zip(info.contract.states, initial)},
         target=target_np,
         tolerances=tolerances,
         flip_budget=flip_budget,
     )
 
 
-def _run_provider(provider: str, settings: dict[str, str], case: _Case) -> ProviderReport | str:
-    """Stage 5, per provider: its report, or why onnxruntime did not start it."""
+def _x_pattern(info: GraphFile) -> str:
+    """The shape of the graph's ``x``: ``(B, <features>)`` or ``(T, B, <features>)``."""
+    axes = ("B",) if info.graph == "step" else ("T", "B")
+    return f"({', '.join([*axes, *map(str, info.feature_shape)])})"
+
+
+def _first_steps(info: GraphFile, target: Tensor | None, n: int) -> Tensor | None:
+    """The target of the first ``n`` steps: a step graph's per-step target cut, else as is."""
+    per_step = (
+        target is not None
+        and info.graph == "step"
+        and target.dim() == info.contract.target_rank + 1
+    )
+    return target[:n] if per_step else target
+
+
+def _rounded(layout: StateLayout, state: Any, dtype: torch.dtype) -> Any:
+    """``state`` with every tensor rounded to ``dtype`` and back: what the graph is fed."""
+    return layout.unflatten([t.to(dtype).to(t.dtype) for t in layout.flatten(state)])
+
+
+def _run_provider(
+    provider: str, settings: dict[str, str], case: _Case, warm: _Case | None
+) -> ProviderReport | str:
+    """Stage 5, per provider: its report (with the warm drive's, when given, as
+    ``report.warm``), or why onnxruntime did not start it."""
     try:
         session = open_session(case.info, provider, settings)
     except Exception as error:
-        return _failed(provider, f"onnxruntime could not load the graph: {error}", settings)
+        return _failed(provider, f"onnxruntime could not load the graph: {error}", settings, case)
     if provider not in session.get_providers():
         return (
             f"onnxruntime did not start it (the session runs on {session.get_providers()}); "
             "check the CUDA/cuDNN libraries onnxruntime needs"
         )
+    report = _run_case(provider, session, settings, case)
+    if warm is not None and report.error is None:
+        report = replace(report, warm=_run_case(provider, session, settings, warm))
+    return report
+
+
+def _run_case(
+    provider: str, session: object, settings: dict[str, str], case: _Case
+) -> ProviderReport:
+    """One drive on an open session; an error while running is the report's ``error``."""
     try:
         return _check_provider(provider, session, settings, case)
     except Exception as error:
-        return _failed(provider, f"{type(error).__name__}: {error}", settings)
+        return _failed(provider, f"{type(error).__name__}: {error}", settings, case)
 
 
 def _report(
@@ -418,7 +532,9 @@ def _check_provider(
     if info.graph == "step":
         target = case.target
         per_step = target is not None and target.ndim == info.contract.target_rank + 1
-        targets = None if target is None else target if per_step else np.stack([target] * len(case.xs))
+        targets = (
+            None if target is None else target if per_step else np.stack([target] * len(case.xs))
+        )
         actual = run_steps(session, info, case.xs, case.constants, case.initial, targets)
     else:
         actual = run_sequence(session, info, case.xs, case.constants, case.initial)
@@ -439,6 +555,8 @@ def _check_provider(
         flip_rate=flips / spike_elements if spike_elements else 0.0,
         flip_budget=case.flip_budget,
         diagnosis=_diagnose(session, case, mismatch) if failed else None,
+        drive=case.drive,
+        steps=len(case.xs),
     )
 
 
@@ -462,8 +580,10 @@ def _diagnose(session: object, case: _Case, free: Mismatch | None) -> Diagnosis 
     ``free``: the free run's first mismatch, where precision drift starts."""
     info, reference = case.info, case.reference
     slots = info.contract.states
-    if not slots or case.target is not None or any(
-        s.next_name not in reference.states for s in slots
+    if (
+        not slots
+        or case.target is not None
+        or any(s.next_name not in reference.states for s in slots)
     ):
         return None
     before = {
@@ -504,9 +624,15 @@ def _locate(session: object, case: _Case, actual: dict[str, np.ndarray]) -> Mism
     return first_mismatch(reference.outputs, actual, stepped=reference.stepped, **compare)
 
 
-def _failed(provider: str, error: str, settings: dict[str, str]) -> ProviderReport:
+def _failed(provider: str, error: str, settings: dict[str, str], case: _Case) -> ProviderReport:
     return ProviderReport(
-        provider=provider, spikes_equal=False, first_mismatch=None, error=error, settings=settings
+        provider=provider,
+        spikes_equal=False,
+        first_mismatch=None,
+        error=error,
+        settings=settings,
+        drive=case.drive,
+        steps=len(case.xs),
     )
 
 

@@ -11,6 +11,7 @@ import torch
 
 import lifexport
 from lifexport.export import _files, to_onnx
+from lifexport.limits import LIMITS
 
 
 def stack() -> lifexport.SequentialState:
@@ -39,7 +40,10 @@ def cells_with_gru() -> lifexport.SequentialState:
         (with_lstm, r"layer 2 \(LSTM\) is not supported in a SequentialState"),
         (lambda: torch.nn.Sequential(torch.nn.Linear(4, 3), lifexport.LIFRefrac()), "Sequential"),
         (lambda: torch.nn.GRU(4, 3), "got GRU"),
-        (lambda: lifexport.TimeLoop(cells_with_gru()), r"layer 1 \(GRU\) is not supported in a SequentialState"),
+        (
+            lambda: lifexport.TimeLoop(cells_with_gru()),
+            r"layer 1 \(GRU\) is not supported in a SequentialState",
+        ),
     ],
     ids=["lstm_in_stack", "nn_sequential", "gru", "gru_in_time_loop"],
 )
@@ -150,3 +154,79 @@ def test_state_names_of_an_unsupported_model_is_an_export_error():
 
     with pytest.raises(lifexport.ExportError, match="Linear"):
         state_names(torch.nn.Linear(3, 3), torch.rand(2, 3))
+
+
+@pytest.mark.parametrize("kind", ["bytes", "int"])
+def test_path_must_be_a_text_path(tmp_path, kind):
+    path = bytes(tmp_path / "m.onnx") if kind == "bytes" else 3
+    with pytest.raises(TypeError, match=f"^path must be a str or os.PathLike .*, got {kind}$"):
+        to_onnx(stack(), sequence(), path)
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "graph, unroll, match",
+    [
+        ("sequence", 10**9, r"in 1\.\.10 \(.*at most T = 10, the example input's time steps\)"),
+        ("sequence", 11, r"in 1\.\.10 .* got 11$"),
+        ("sequence", 0, r"in 1\.\.10 .* got 0$"),
+        ("sequence", 2.0, r"in 1\.\.10 .* got 2\.0$"),
+        ("sequence", True, r"in 1\.\.10 .* got True$"),
+        ("step", 2, r"in 1\.\.1 \(steps per Scan iteration: a step graph has no time loop\)"),
+    ],
+)
+def test_unroll_is_an_int_from_1_to_t(tmp_path, graph, unroll, match):
+    """Refused before any tracing: unroll=10**9 used to trace a Python loop of 10**9 steps."""
+    x = sequence() if graph == "sequence" else sequence()[0]
+    with pytest.raises(ValueError, match="^unroll must be an int " + match):
+        to_onnx(stack(), x, tmp_path / "m.onnx", graph=graph, unroll=unroll)
+    assert not os.listdir(tmp_path)
+
+
+def test_unroll_is_capped_by_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(LIMITS, "max_unroll", 4)
+    with pytest.raises(ValueError, match=r"in 1\.\.4 .*LIMITS.max_unroll = 4\), got 5$"):
+        to_onnx(stack(), sequence(), tmp_path / "m.onnx", unroll=5)
+
+
+@pytest.mark.parametrize(
+    "calibration, match",
+    [
+        (torch.full((10, 2, 4), float("nan")), "be finite: it holds NaN or inf"),
+        (torch.rand(10, 2, 4).index_fill(0, torch.tensor([3]), float("inf")), "be finite"),
+        (torch.zeros(10, 2, 4), "vary: every element is 0.0"),
+        (torch.full((6, 3, 4), 0.5), "vary: every element is 0.5"),
+        (torch.rand(10, 2, 5), r"be shaped like example_input \(10, 2, 4\): .*got \(10, 2, 5\)$"),
+        (torch.rand(0, 2, 4), r"be .* with features \(4,\) \(T and B may differ, but not be 0\)"),
+    ],
+    ids=["nan", "inf", "zeros", "constant", "features", "empty"],
+)
+def test_calibration_must_give_input_ranges(tmp_path, calibration, match):
+    with pytest.raises(ValueError, match="^calibration must " + match):
+        to_onnx(stack(), sequence(), tmp_path / "m.onnx", quantize="int8", calibration=calibration)
+    assert not os.listdir(tmp_path)
+
+
+def test_calibration_is_held_to_the_element_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(LIMITS, "max_elements", 50)
+    with pytest.raises(ValueError, match=r"^calibration of shape \(7, 2, 4\) has 56 elements"):
+        to_onnx(
+            stack(),
+            sequence(),
+            tmp_path / "m.onnx",
+            quantize="int8",
+            calibration=torch.rand(7, 2, 4),
+        )
+
+
+def test_quantize_needs_weights_to_quantize(tmp_path):
+    """Without a Linear or Conv the file would claim int8 weights it does not hold."""
+    with pytest.raises(ValueError, match="^quantize='int8' needs a model with Linear or Conv"):
+        to_onnx(
+            lifexport.LIFRefrac(),
+            sequence(),
+            tmp_path / "m.onnx",
+            quantize="int8",
+            calibration=torch.rand(4, 2, 4),
+        )
+    assert not os.listdir(tmp_path)

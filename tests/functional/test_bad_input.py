@@ -22,6 +22,11 @@ from lifexport.functional import (
     LIFRefracParameters,
     LIFRefracState,
     LIFState,
+    LIParameters,
+    LIState,
+    compute_refractory_update,
+    li_feed_forward_step,
+    li_step,
     lif_feed_forward_step,
     lif_refrac_feed_forward_step,
     lif_refrac_step,
@@ -402,3 +407,74 @@ def test_check_values_false_leaves_tensor_values_to_the_caller(step: str) -> Non
     kw = _kwargs(step, p=_params(step, v_th=math.nan))  # a Python number: always checked
     with pytest.raises(ValueError, match=r"v_th must be finite, got nan"):
         STEPS[step](**kw, check_values=False)
+
+
+# -- the parameter tuple itself -------------------------------------------------------------
+
+# For each step, a parameter tuple of another neuron, and what the error must say. LI's
+# parameters are the mirror mistake: LIF's fields minus threshold and reset.
+WRONG_PARAMETERS = [
+    (
+        "lif_refrac_feed_forward_step",
+        LIFParameters(),
+        r"^p must be a LIFRefracParameters, got LIFParameters; wrap it: "
+        r"LIFRefracParameters\(lif=p, \.\.\.\)$",
+    ),
+    (
+        "lif_refrac_step",
+        LIFParameters(),
+        r"^p must be a LIFRefracParameters, got LIFParameters; wrap it",
+    ),
+    (
+        "lif_feed_forward_step",
+        LIFRefracParameters(),
+        r"^p must be a LIFParameters, got LIFRefracParameters; pass p\.lif",
+    ),
+    ("lif_step", LIFRefracParameters(), r"^p must be a LIFParameters, got LIFRefracParameters"),
+    ("lif_feed_forward_step", LIParameters(), r"^p must be a LIFParameters, got LIParameters$"),
+    ("lif_step", LIParameters(), r"^p must be a LIFParameters, got LIParameters$"),
+    (
+        "lif_refrac_feed_forward_step",
+        LIFRefracParameters(LIParameters()),
+        r"^p\.lif must be a LIFParameters, got LIParameters$",
+    ),
+    ("lif_refrac_step", (LIFParameters(), 5.0), r"^p must be a LIFRefracParameters, got tuple$"),
+    ("lif_feed_forward_step", None, r"^p must be a LIFParameters, got NoneType$"),
+]
+
+
+@pytest.mark.parametrize(("step", "p", "message"), WRONG_PARAMETERS, ids=str)
+def test_parameters_of_another_neuron_are_a_type_error(step: str, p: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        STEPS[step](**_kwargs(step, p=p))
+
+
+def test_li_steps_reject_the_parameters_of_a_spiking_neuron() -> None:
+    # LIF's parameters hold LI's fields, so an LI step would run and ignore v_th and v_reset.
+    x, state = torch.zeros(B, N), LIState(torch.zeros(B, N), torch.zeros(B, N))
+    for p, got in ((LIFParameters(), "LIFParameters"), (LIFRefracParameters(), "LIFRefrac")):
+        with pytest.raises(TypeError, match=rf"^p must be a LIParameters, got {got}"):
+            li_feed_forward_step(x, state, p)
+        with pytest.raises(TypeError, match=rf"^p must be a LIParameters, got {got}"):
+            li_step(torch.zeros(B, F), state, torch.zeros(N, F), p)
+
+
+def test_compute_refractory_update_rejects_lif_parameters() -> None:
+    lif = LIFFeedForwardState(torch.zeros(2), torch.zeros(2))
+    s = LIFRefracFeedForwardState(lif, torch.ones(2))
+    with pytest.raises(TypeError, match=r"^p must be a LIFRefracParameters, got LIFParameters"):
+        compute_refractory_update(s, torch.ones(2), torch.zeros(2), LIFParameters())
+
+
+def test_a_tuple_with_the_same_fields_is_accepted() -> None:
+    # Norse's parameter tuples have lifexport's fields and names: they pass, and compute alike.
+    from collections import namedtuple
+
+    Other = namedtuple("LIFParameters", LIFParameters._fields)
+    kw = _kwargs("lif_feed_forward_step", input_tensor=torch.full((B, N), 30.0))
+    z_ours, _ = lif_feed_forward_step(**kw)
+    z_other, _ = lif_feed_forward_step(**{**kw, "p": Other(*LIFParameters())})
+    assert torch.equal(z_other, z_ours) and z_ours.sum() == B * N
+    Short = namedtuple("LIFParameters", LIFParameters._fields[:-1])
+    with pytest.raises(TypeError, match=r"got LIFParameters with fields \("):
+        lif_feed_forward_step(**{**kw, "p": Short(*LIFParameters()[:-1])})

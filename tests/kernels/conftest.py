@@ -8,9 +8,7 @@ interpreter tests then skip (run them with ``TRITON_INTERPRET=1 pytest tests/ker
 
 from __future__ import annotations
 
-
 import pytest
-import torch
 
 
 @pytest.fixture

@@ -124,3 +124,17 @@ def test_pinned_torch_2_13_scan_of_a_length_that_may_be_0_does_not_export():
     with pytest.raises(Exception, match="Constraints violated"):
         dims = ({0: torch.export.Dim("T")},)
         torch.export.export(Blocks(), (torch.rand(6, 3),), dynamic_shapes=dims)
+
+
+def test_setting_is_bounded_by_the_unroll_limit(monkeypatch):
+    from lifexport.limits import LIMITS
+
+    with pytest.raises(ValueError, match=r"at most 32 \(lifexport.limits.LIMITS.max_unroll"):
+        with unrolled_time_loop(10**9):
+            pass
+    with unrolled_time_loop(32):
+        assert _time._unroll == 32
+    monkeypatch.setattr(LIMITS, "max_unroll", 64)  # a raised limit is honoured
+    with unrolled_time_loop(64):
+        assert _time._unroll == 64
+    assert _time._unroll == 1

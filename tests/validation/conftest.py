@@ -38,6 +38,11 @@ def stack() -> torch.nn.Module:
     return lifexport.SequentialState(linear(FEATURES, HIDDEN, seed=1), lifexport.LIFRefracCell())
 
 
+def linear_lif_refrac() -> torch.nn.Module:
+    """Linear -> LIF-refrac: states ``state.1.v``, ``state.1.i``, ``state.1.rho``."""
+    return lifexport.SequentialState(linear(FEATURES, HIDDEN, seed=1), lifexport.LIFRefrac())
+
+
 def recurrent() -> torch.nn.Module:
     torch.manual_seed(2)
     return lifexport.LIFRefracRecurrent(FEATURES, HIDDEN)
@@ -68,6 +73,7 @@ MODELS: dict[str, tuple[Callable[[], torch.nn.Module], str, tuple[int, ...], dic
     "lif_refrac": (lif_refrac, "sequence", (5, B, FEATURES), {}),
     "lif_refrac_heaviside": (lambda: lif_refrac("heaviside"), "sequence", (5, B, FEATURES), {}),
     "stack_step": (stack, "step", (B, FEATURES), {}),
+    "stack_sequence": (linear_lif_refrac, "sequence", (5, B, FEATURES), {}),
     "recurrent": (recurrent, "sequence", (5, B, FEATURES), {}),
     "recurrent_step": (recurrent, "step", (B, FEATURES), {}),
     "two_layers": (two_spiking_layers, "sequence", (5, B, FEATURES), {}),

@@ -11,7 +11,9 @@ import torch
 from onnx import TensorProto, helper
 
 import lifexport
-from lifexport.validation import validate
+from lifexport.limits import LIMITS
+from lifexport.validation import assert_valid, validate
+from tests.graph.tamper import edited, shift_initializer
 
 CPU = "CPUExecutionProvider"
 
@@ -63,7 +65,7 @@ def test_numpy_inputs_are_accepted(exported):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(steps=0), "steps must be a positive int"),
+        (dict(steps=0), r"steps must be None or an int in 1\.\.65536 .* got 0"),
         (dict(steps=12, inputs=torch.rand(10, 2, 3)), "steps=12 but inputs has 10"),
         (dict(rtol=-1.0), "rtol must be a finite number"),
         (dict(numerical_margin=float("nan")), "numerical_margin must be"),
@@ -130,3 +132,70 @@ def test_a_target_graph_needs_target_and_loss(with_target):
         validate(net, path, providers=CPU, target=torch.rand(2, 4))
     with pytest.raises(TypeError, match="target must be a torch.Tensor"):
         validate(net, path, providers=CPU, target=[1.0], loss=lambda y, t: y.sum())
+
+
+def test_a_huge_example_shape_is_refused_before_any_drive_is_built(exported, tmp_path):
+    """The file's example shape sets the synthesized drive's B: (200, 10**6, 3) would be 2.4 GB."""
+    model, path = exported("lif_refrac")
+    huge = edited(path, tmp_path / "huge.onnx", {"lifexport.example_shape": "[10, 1000000, 3]"})
+    assert lifexport.read_graph(huge).contract.batch == 10**6  # a shape the graph can take
+    with pytest.raises(
+        ValueError,
+        match=r"^the drive of 200 steps, its B and features from metadata "
+        r"lifexport.example_shape \[10, 1000000, 3\], of shape \(200, 1000000, 3\) has "
+        r"600000000 elements, over the limit of 268435456 \(lifexport.limits.LIMITS.max_elements",
+    ):
+        validate(model, huge, providers=CPU)
+    assert validate(model, huge, torch.rand(3, 2, 3), providers=CPU).passed  # a drive given
+
+
+def test_time_steps_over_the_limit_are_refused(exported, monkeypatch):
+    model, path = exported("lif_refrac")
+    with pytest.raises(ValueError, match=r"steps must be None or an int in 1\.\.65536 .*got 65537"):
+        validate(model, path, steps=2**16 + 1, providers=CPU)
+    monkeypatch.setattr(LIMITS, "max_steps", 10)
+    with pytest.raises(ValueError, match="inputs has 11 time steps, over the limit of 10"):
+        validate(model, path, torch.rand(11, 2, 3), providers=CPU)
+    assert validate(model, path, torch.rand(10, 2, 3), providers=CPU).steps == 10
+
+
+def test_a_model_of_another_input_size_is_named_with_the_files_input(exported):
+    _, path = exported("stack_step")
+    other = lifexport.SequentialState(torch.nn.Linear(5, 4), lifexport.LIFRefracCell())
+    with pytest.raises(
+        ValueError,
+        match=r"^model \(SequentialState\) does not take this file's input: the graph's x is "
+        r"\(B, 3\) \(metadata lifexport.example_shape \[2, 3\]\), and one step of shape "
+        r"\(2, 3\) raised .*validate the model that was exported$",
+    ):
+        validate(other, path, providers=CPU)
+    _, path = exported("lif_refrac")
+    with pytest.raises(ValueError, match=r"^model \(LIFRefracRecurrent\) does not take"):
+        validate(lifexport.LIFRefracRecurrent(5, 3), path, providers=CPU)
+
+
+def test_a_float_file_cannot_claim_the_int8_tolerance(exported, tmp_path):
+    """A weight changed by 1e-2 fails strict validation; claiming int8 in the metadata (which
+    would judge it on a flip budget) does not get it through: the file is refused."""
+    model, path = exported("stack_sequence")
+    changed = edited(
+        path, tmp_path / "changed.onnx", edit=shift_initializer("model.0.weight", 1e-2)
+    )
+    report = validate(model, changed, steps=50, providers=CPU)
+    cpu = report.providers[CPU]
+    assert not report.passed and report.precision == "strict"
+    assert 1e-3 < cpu.max_abs["next_state.1.i"] < 1e-1
+    claim = {"lifexport.quantize": "int8 QDQ: per-channel weights"}
+    claiming = edited(changed, tmp_path / "claiming.onnx", claim)
+    with pytest.raises(
+        ValueError, match=r"lifexport.quantize claims int8 weights .* float weights model.0.weight"
+    ):
+        validate(model, claiming, steps=50, providers=CPU)
+
+
+def test_onnx_path_and_report_of_another_type(exported):
+    model, path = exported("lif_refrac")
+    with pytest.raises(TypeError, match="^onnx_path must be a str or os.PathLike .*got bytes"):
+        validate(model, str(path).encode(), providers=CPU)
+    with pytest.raises(TypeError, match=r"^report must be a ValidationReport .*got str"):
+        assert_valid("report")
