@@ -2,8 +2,7 @@
 
 Layers, each importing only those above it in this list: :mod:`lifexport.functional`
 (pure torch steps), kernels (fused time loops), modules, graph (the contract of an exported
-file), export, nir, validation; then the tools (cli, demo, bench). See the README's
-architecture section.
+file), export, nir, validation; then the tools (cli, demo, bench). See docs/architecture.md.
 """
 
 from lifexport import functional
@@ -25,7 +24,8 @@ from lifexport.modules import (
     compile,
     from_norse,
 )
-from lifexport.nir import from_nir as from_nir, to_nir as to_nir  # nir imported on use
+from lifexport.nir import from_nir as from_nir  # nir imported on use
+from lifexport.nir import to_nir as to_nir
 
 # The ONNX layers need the optional onnx/onnxruntime/onnxscript packages: imported on first use.
 _LAZY = {  # name: (module, attribute or None for the module itself)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lifexport import digits
-from lifexport._bench import median_ms
+from lifexport.bench.timing import median_ms
 from lifexport.export import to_onnx
 from lifexport.graph import X, Y
 from lifexport.modules import compile as lifexport_compile

@@ -1,5 +1,5 @@
 """Speed of LIF-refrac layers: lifexport eager, compiled and in onnxruntime, against Norse 1.1.0
-and the hardware floors (see lifexport/_bench.py for the workloads and variants).
+and the hardware floors (see lifexport/bench/ for the workloads, variants and floors).
 
     .venv/bin/python scripts/bench.py                      # T=100, B=32, N=512
     .venv/bin/python scripts/bench.py --n 4096 --t 1000    # bigger shapes

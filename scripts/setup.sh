@@ -5,8 +5,9 @@
 #   bash scripts/setup.sh test     # also pytest, hypothesis and the Norse 1.1.0 oracle
 #   bash scripts/setup.sh oldest   # .venv-oldest: the test extras on the oldest torch that
 #                                  # pyproject.toml allows (its "torch>=X" bound), for the export
-#                                  # and validation tests that scripts/test.sh runs there too
-# Sourced by scripts/run.sh and scripts/test.sh; safe to run again (it skips work already done).
+#                                  # and validation tests that scripts/test-oldest.sh runs there
+# Called by scripts/run.sh, scripts/test.sh and scripts/test-oldest.sh; safe to run again (it
+# skips work already done).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 target="${1:-onnx}"

@@ -1,35 +1,55 @@
-"""`lifexport bench` on CPU: the rows it prints, its device and SpikingJelly checks, its
-ratios and command line. Tiny shapes and no compiled rows keep it fast; no timing is asserted.
-The CUDA-only rows (bfloat16, SpikingJelly's comparison) are driven here through stand-ins,
-and their ratios computed from hand-made rows."""
+"""The benchmark package, :mod:`lifexport.bench`, on CPU: the rows it reports, its floors
+(copies and a GEMM into buffers allocated once), its device and SpikingJelly checks, its
+ratios and command line, and the light timer the demo imports alone. Tiny shapes and no
+compiled rows keep it fast; no timing is asserted. The CUDA-only rows (bfloat16,
+SpikingJelly's comparison) are driven here through stand-ins, and their ratios computed from
+hand-made rows."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import types
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 import lifexport
-from lifexport import _bench
+from lifexport import bench as benchmod
+from lifexport.bench import floors, run, spikingjelly_rows, workloads
+from lifexport.bench.config import make_input
 from lifexport.cli import EXIT_OK, EXIT_USAGE, build_parser, main
 from lifexport.kernels import triton_available
 from lifexport.modules import LIF, LIFRefrac
 
+REPO = Path(__file__).resolve().parents[1]
 TINY = ["--t", "3", "--b", "2", "--n", "8", "--repeats", "1", "--warmup", "0"]
+TINY_CONFIG = dict(t=3, b=2, n=8, repeats=1, warmup=0)
 
 
-def test_cpu_bench_prints_every_row_as_markdown(capsys):
-    assert main(["bench", "--device", "cpu", *TINY, "--no-compiled"]) == EXIT_OK
-    out, err = capsys.readouterr()
+def _table_rows(out: str) -> set[tuple[str, ...]]:
+    return {tuple(cell.strip() for cell in line.split("|")[1:4]) for line in out.splitlines()}
+
+
+def test_cpu_bench_reports_every_row_as_markdown():
+    log: list[str] = []
+    result = benchmod.bench(benchmod.Config(**TINY_CONFIG, compiled=False), log=log.append)
+    out = result.format()
+    assert result.failures == []
     assert out.startswith("`lifexport bench --t 3 --b 2 --n 8 --repeats 1 --warmup 0 --device cpu")
     assert f"- torch: {torch.__version__}" in out
     assert "- device: " in out and "- onnxruntime: " in out
+    threads = torch.get_num_threads()
+    assert f"- threads: torch {threads}; onnxruntime CPU EP {threads} (sequence)" in out
+    assert "- floors: copies into preallocated buffers (out.copy_(x))" in out
+    assert f"on {threads} torch thread(s)" in out
     assert "| workload | variant | pass | ms (median) |" in out
-    rows = {tuple(cell.strip() for cell in line.split("|")[1:4]) for line in out.splitlines()}
+    rows = _table_rows(out)
     for row in [("-", "floor: copy", "forward"), ("-", "floor: gemm", "forward")]:
         assert row in rows
     for workload in ("W1", "W2"):
@@ -38,16 +58,22 @@ def test_cpu_bench_prints_every_row_as_markdown(capsys):
         assert (workload, "onnxruntime CPU EP sequence", "forward") in rows
         assert (workload, "onnxruntime CPU EP step B=1", "per step") in rows
     assert "| W1 forward lifexport eager scan / copy floor |" in out
+    assert "| W2 forward lifexport eager scan / gemm floor |" in out
     assert "| peak memory, one W1 forward+backward | MB | x input size |" in out
     assert "| lifexport eager scan | +" in out and "VmHWM" in out  # the method is named
     # What is absent says why.
     assert "- lifexport eager triton: CUDA only" in out
     assert "- lifexport compiled scan: left out (--no-compiled)" in out
     assert "- SpikingJelly rows: not requested (--spikingjelly adds them)" in out
-    assert "W1  lifexport eager scan" in err  # progress, row by row, on stderr
+    assert any(line.startswith("  W1  lifexport eager scan") for line in log)  # row by row
     # The bfloat16 rows run on CUDA only: on CPU, a note says so and the rows are as they were.
     assert "- W1 lifexport compiled triton bf16 and floor: copy bf16: CUDA only" in out
     assert not [row for row in rows if "bf16" in " ".join(row)]
+    # The ratios against the floors are those of the rows, as reported.
+    ms = {(r["workload"], r["variant"], r["pass_"]): r["ms"] for r in result.rows}
+    copy = ms["-", "floor: copy", "forward"]
+    expected = round(ms["W1", "lifexport eager scan", "forward"] / copy, 2)
+    assert result.ratios()["W1 forward lifexport eager scan / copy floor"] == expected
 
 
 def test_bench_json_has_rows_ratios_memory_environment_and_notes(capsys):
@@ -58,14 +84,122 @@ def test_bench_json_has_rows_ratios_memory_environment_and_notes(capsys):
     assert {r["variant"] for r in data["rows"]} >= {"floor: copy", "lifexport eager scan"}
     assert data["environment"]["torch"] == torch.__version__
     assert data["environment"]["command"].startswith("lifexport bench ")
+    assert data["environment"]["threads"].startswith(f"torch {torch.get_num_threads()};")
     assert "W1 forward lifexport eager scan / copy floor" in data["ratios"]
     assert "peak memory: left out (--no-memory)" in data["notes"]
     assert "norse eager: left out (--no-norse)" in data["notes"]
 
 
+# -- floors ----------------------------------------------------------------------------------
+
+
+def _allocated_bytes(fn) -> int:
+    """Bytes the CPU allocator hands out while ``fn`` runs (torch's profiler counts them)."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return sum(event.cpu_memory_usage for event in prof.events() if event.cpu_memory_usage > 0)
+
+
+def test_the_floors_write_into_buffers_allocated_once_and_compute_the_real_thing():
+    cfg = benchmod.Config(t=5, b=3, n=16)
+    x = make_input(cfg)  # the run's own input
+    runs = floors.floor_runs(cfg, x)
+    assert list(runs) == ["floor: copy", "floor: gemm"]  # CPU: no bf16 row
+    first = {name: floor() for name, floor in runs.items()}
+    for name, floor in runs.items():
+        again = floor()
+        assert again.data_ptr() == first[name].data_ptr(), name  # the same buffer every call
+        assert again.data_ptr() != x.data_ptr(), name  # a copy, not the input itself
+        assert _allocated_bytes(floor) == 0, name  # nothing allocated while timed
+    assert torch.equal(first["floor: copy"], x)
+    # The GEMM floor is W2's product with the same weights, against numpy in float64.
+    torch.manual_seed(1)
+    weight = torch.nn.Linear(16, 16).weight.detach().numpy().astype(np.float64)  # (N, N)
+    expected = x.reshape(-1, 16).numpy().astype(np.float64) @ weight.T  # (T*B, N)
+    assert first["floor: gemm"].shape == (15, 16)
+    np.testing.assert_allclose(first["floor: gemm"].numpy(), expected, rtol=1e-5, atol=1e-5)
+    # The check above sees an allocation where there is one: the old floor, x.clone(), has.
+    assert _allocated_bytes(lambda: x.clone()) >= x.numel() * x.element_size()
+
+
+def test_the_floors_refuse_an_input_of_another_shape():
+    cfg = benchmod.Config(t=5, b=3, n=16)
+    with pytest.raises(ValueError, match=r"x must have shape \(5, 3, 16\) on 'cpu', got \(5, 3"):
+        floors.floor_runs(cfg, torch.zeros(5, 3, 8))
+
+
+def test_the_floor_rows_are_timed_on_the_floors(monkeypatch):
+    calls = []
+    cfg = benchmod.Config(t=2, b=1, n=4, repeats=2, warmup=1)
+    x = torch.rand(2, 1, 4)  # (T, B, N)
+    fake = {"floor: copy": lambda: calls.append("copy"), "floor: gemm": lambda: calls.append("g")}
+    monkeypatch.setattr(floors, "floor_runs", lambda cfg_, x_: fake if x_ is x else {})
+    rows = []
+    floors.floor_rows(cfg, x, lambda *row: rows.append(row[:3]))
+    assert rows == [("-", "floor: copy", "forward"), ("-", "floor: gemm", "forward")]
+    assert calls == ["copy"] * 3 + ["g"] * 3  # warm-up and repeats of each
+
+
+def test_the_floors_state_their_thread_count():
+    assert floors.describe(3).endswith("on 3 torch thread(s)")
+    env = benchmod.environment(benchmod.Config())
+    assert env["floors"] == floors.describe(torch.get_num_threads())
+    assert env["threads"].startswith(f"torch {torch.get_num_threads()};")
+
+
+# -- the timer, alone ------------------------------------------------------------------------
+
+
+def test_importing_the_demo_loads_the_timer_and_no_heavy_bench_module():
+    code = (
+        "import json, sys\n"
+        "import lifexport._demo\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('lifexport.bench'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded == ["lifexport.bench", "lifexport.bench.timing"]
+    for heavy in ("ort_rows", "spikingjelly_rows", "memory", "report", "run", "floors"):
+        assert f"lifexport.bench.{heavy}" not in loaded
+
+
+def test_the_package_names_resolve_to_their_modules():
+    from lifexport.bench import config, report, timing
+
+    assert benchmod.median_ms is timing.median_ms
+    assert benchmod.Config is config.Config and benchmod.Result is report.Result
+    assert benchmod.bench is run.bench
+    assert benchmod.spikingjelly_absent is spikingjelly_rows.spikingjelly_absent
+    assert set(benchmod.__all__) <= set(dir(benchmod))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        benchmod.nothing  # noqa: B018
+
+
+def test_synchronised_timing_waits_after_each_timed_call():
+    calls = []
+    ms = benchmod.median_ms(lambda: calls.append("run"), 3, 1, sync=lambda: calls.append("sync"))
+    assert ms >= 0
+    assert calls == ["run", "sync"] + ["run", "sync"] * 3
+
+
+@pytest.mark.parametrize(
+    "repeats, warmup, word",
+    [(0, 1, "repeats must be an int >= 1"), (1, -1, "warmup"), (True, 0, "repeats")],
+)
+def test_the_timer_refuses_bad_counts(repeats, warmup, word):
+    with pytest.raises(ValueError, match=word):
+        benchmod.median_ms(lambda: None, repeats, warmup)
+
+
+# -- devices, variants, the command line -----------------------------------------------------
+
+
 def test_an_unknown_device_is_a_usage_error_in_one_line(capsys, monkeypatch):
     ran = []
-    monkeypatch.setattr(_bench, "bench", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(benchmod, "bench", lambda *a, **k: ran.append(a))
     with pytest.raises(SystemExit) as info:
         main(["bench", "--device", "tpu"])
     assert info.value.code == EXIT_USAGE and ran == []
@@ -77,7 +211,7 @@ def test_an_unknown_device_is_a_usage_error_in_one_line(capsys, monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_cuda_is_a_usage_error_in_one_line(capsys, monkeypatch):
     ran = []
-    monkeypatch.setattr(_bench, "bench", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(benchmod, "bench", lambda *a, **k: ran.append(a))
     assert main(["bench", "--device", "cuda"]) == EXIT_USAGE
     assert ran == []
     err = capsys.readouterr().err
@@ -89,51 +223,49 @@ def test_cuda_without_cuda_is_a_usage_error_in_one_line(capsys, monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_bench_itself_refuses_a_device_torch_cannot_use():
     with pytest.raises(ValueError, match="Config.device 'cuda' cannot run"):
-        _bench.bench(_bench.Config(device="cuda"))
+        benchmod.bench(benchmod.Config(device="cuda"))
     with pytest.raises(ValueError, match="Config.device must be one of"):
-        _bench.Config(device="tpu")
+        benchmod.Config(device="tpu")
+    assert benchmod.device_problem("tpu") == "unknown device 'tpu'; expected one of ('cpu', 'cuda')"
+    assert benchmod.device_problem("cpu") == ""
 
 
-def test_the_spikingjelly_rows_say_why_they_are_absent(capsys):
-    argv = ["bench", *TINY, "--no-compiled", "--no-memory", "--no-norse", "--no-onnxruntime"]
-    assert main([*argv, "--spikingjelly"]) == EXIT_OK
-    out = capsys.readouterr().out
+def test_the_spikingjelly_rows_say_why_they_are_absent():
+    leave_out = dict(compiled=False, memory=False, norse=False, onnxruntime=False)
+    cfg = benchmod.Config(**TINY_CONFIG, **leave_out, spikingjelly=True)
+    out = benchmod.bench(cfg, log=lambda line: None).format()
     assert "- SpikingJelly rows: absent: " in out
     assert "its Triton LIF runs on CUDA only (use --device cuda)" in out
     assert "spikingjelly LIFNode" not in out
 
 
 def test_spikingjelly_absent_names_each_reason(monkeypatch):
-    monkeypatch.setattr(_bench, "_have", lambda module: module != "spikingjelly")
-    assert "spikingjelly is not installed" in _bench.spikingjelly_absent("cuda")
-    assert "CUDA only" not in _bench.spikingjelly_absent("cuda")
-    monkeypatch.setattr(_bench, "_have", lambda module: True)
-    assert _bench.spikingjelly_absent("cuda") == ""
+    monkeypatch.setattr(spikingjelly_rows, "have", lambda module: module != "spikingjelly")
+    assert "spikingjelly is not installed" in benchmod.spikingjelly_absent("cuda")
+    assert "CUDA only" not in benchmod.spikingjelly_absent("cuda")
+    monkeypatch.setattr(spikingjelly_rows, "have", lambda module: True)
+    assert benchmod.spikingjelly_absent("cuda") == ""
     only_cuda = "its Triton LIF runs on CUDA only (use --device cuda)"
-    assert _bench.spikingjelly_absent("cpu") == only_cuda
+    assert benchmod.spikingjelly_absent("cpu") == only_cuda
 
 
 def test_cpu_runs_no_triton_rows_and_say_why():
     notes = []
-    chosen = _bench.variants(_bench.Config(), notes)
+    chosen = benchmod.variants(benchmod.Config(), notes)
     assert "lifexport eager scan" in chosen and "lifexport compiled scan" in chosen
     assert not [v for v in chosen if v.endswith("triton")]
     assert len([n for n in notes if "TRITON_INTERPRET=1" in n]) == 2
 
 
 def test_the_command_line_repeats_the_run():
-    cfg = _bench.Config(t=7, n=16, device="cpu", norse=False, spikingjelly=True)
-    words = _bench.command_line(cfg).split()
+    cfg = benchmod.Config(t=7, n=16, device="cpu", norse=False, spikingjelly=True)
+    words = benchmod.command_line(cfg).split()
     assert words[:2] == ["lifexport", "bench"]
     args = build_parser().parse_args(words[1:])
-    assert _bench.Config(**{name: getattr(args, name) for name in vars(cfg)}) == cfg
+    assert benchmod.Config(**{name: getattr(args, name) for name in vars(cfg)}) == cfg
 
 
-def test_synchronised_timing_waits_after_each_timed_call():
-    calls = []
-    ms = _bench.median_ms(lambda: calls.append("run"), 3, 1, sync=lambda: calls.append("sync"))
-    assert ms >= 0
-    assert calls == ["run", "sync"] + ["run", "sync"] * 3
+# -- ratios ----------------------------------------------------------------------------------
 
 
 def _rows(device_rows):
@@ -157,7 +289,7 @@ def test_ratios_against_floors_norse_and_onnxruntime_with_the_gpu_targets():
             ("W1", "lifexport compiled triton bf16", "forward", 1.5),
         ]
     )
-    got = _bench.ratios(rows, "cuda")
+    got = benchmod.ratios(rows, "cuda")
     assert got["W1 forward lifexport eager triton / copy floor (target <= 3)"] == 3.0
     assert got["W2 forward lifexport compiled triton / gemm floor (target <= 1.3)"] == 1.3
     assert got["W1 forward norse eager / lifexport eager triton (target >= 5)"] == 10.0
@@ -173,38 +305,61 @@ def test_ratios_against_floors_norse_and_onnxruntime_with_the_gpu_targets():
 def test_cpu_ratios_hold_the_compiled_scan_path_to_the_cpu_targets():
     rows = _rows(
         [
-            ("-", "floor: copy", "forward", 1.0),
+            ("-", "floor: copy", "forward", 0.1),
+            ("-", "floor: gemm", "forward", 16.0),
             ("W1", "norse eager", "fwd+bwd", 40.0),
             ("W1", "lifexport eager scan", "fwd+bwd", 50.0),
+            ("W1", "lifexport compiled scan", "forward", 2.0),
             ("W1", "lifexport compiled scan", "fwd+bwd", 4.0),
+            ("W2", "lifexport compiled scan", "forward", 20.0),
         ]
     )
-    got = _bench.ratios(rows, "cpu")
+    got = benchmod.ratios(rows, "cpu")
     assert got["W1 fwd+bwd norse eager / lifexport compiled scan (target >= 10)"] == 10.0
     assert got["W1 fwd+bwd norse eager / lifexport eager scan"] == 0.8
+    assert got["W1 forward lifexport compiled scan / copy floor (target <= 4)"] == 20.0
+    assert got["W2 forward lifexport compiled scan / gemm floor (target <= 1.3)"] == 1.25
+    assert len(got) == 4
 
 
-def test_a_failing_measurement_is_reported_and_the_others_still_run(capsys, monkeypatch):
-    real = _bench.build
+def test_a_failing_measurement_is_reported_and_the_others_still_run(monkeypatch):
+    real = workloads.build
 
     def build(variant, linear, device):
         if linear is not None:
             raise RuntimeError("W2 broke\nsecond line")
         return real(variant, linear, device)
 
-    monkeypatch.setattr(_bench, "build", build)
+    monkeypatch.setattr(run, "build", build)
+    leave_out = dict(compiled=False, memory=False, norse=False, onnxruntime=False)
+    cfg = benchmod.Config(**TINY_CONFIG, **leave_out)
+    log: list[str] = []
+    result = benchmod.bench(cfg, log=log.append)
+    out = result.format()
+    assert result.failures == ["W2 lifexport eager scan: RuntimeError: W2 broke"]
+    assert "| W1 | lifexport eager scan | fwd+bwd |" in out
+    assert "FAILED:\n- W2 lifexport eager scan: RuntimeError: W2 broke" in out
+    assert "  FAILED W2 lifexport eager scan: RuntimeError: W2 broke" in log
+
+
+def test_a_failing_measurement_fails_the_command(capsys, monkeypatch):
+    def build(variant, linear, device):
+        raise RuntimeError("broke")
+
+    monkeypatch.setattr(run, "build", build)
     argv = ["bench", *TINY, "--no-compiled", "--no-memory", "--no-norse", "--no-onnxruntime"]
     assert main(argv) == 1
     out, err = capsys.readouterr()
-    assert "| W1 | lifexport eager scan | fwd+bwd |" in out
-    assert "FAILED:\n- W2 lifexport eager scan: RuntimeError: W2 broke" in out
-    assert err.splitlines()[-1].startswith("lifexport bench: 1 measurement(s) failed: W2 ")
+    assert "| - | floor: copy | forward |" in out  # the rows that ran are printed
+    assert err.splitlines()[-1].startswith("lifexport bench: 2 measurement(s) failed: W1 ")
 
+
+# -- beside SpikingJelly, through stand-ins --------------------------------------------------
 
 SJ = "LIF T=3 B=2 N=5"  # the SpikingJelly workload at the stand-ins' shape
 SPIKINGJELLY = {p: f"spikingjelly LIFNode (triton) {p}" for p in ("float32", "bf16")}
 LIFEXPORT = [
-    _bench.lif_variant(layer, kind, mode, precision)
+    benchmod.lif_variant(layer, kind, mode, precision)
     for precision in ("float32", "bf16")
     for layer, kind in (("LIF", "eager"), ("LIF", "compiled"), ("LIFRefrac", "compiled"))
     for mode in ("store", "recompute")
@@ -258,23 +413,23 @@ def standins(monkeypatch):
     based.functional, based.neuron = functional, types.SimpleNamespace(LIFNode=LIFNode)
     monkeypatch.setitem(sys.modules, "spikingjelly", package)
     monkeypatch.setitem(sys.modules, "spikingjelly.activation_based", based)
-    monkeypatch.setattr(_bench, "spikingjelly_absent", lambda device: "")
-    monkeypatch.setattr(_bench, "triton_available", lambda: True)
-    monkeypatch.setattr(_bench, "LIF", layer("LIF"))
-    monkeypatch.setattr(_bench, "LIFRefrac", layer("LIFRefrac"))
-    monkeypatch.setattr(_bench, "lifexport_compile", compile_)
-    monkeypatch.setattr(_bench, "_cuda_peak", lambda run, x: 10**6 * x.element_size())
-    monkeypatch.setattr(_bench, "SPIKINGJELLY_SHAPE", (3, 2, 5))
+    monkeypatch.setattr(spikingjelly_rows, "spikingjelly_absent", lambda device: "")
+    monkeypatch.setattr(spikingjelly_rows, "triton_available", lambda: True)
+    monkeypatch.setattr(spikingjelly_rows, "LIF", layer("LIF"))
+    monkeypatch.setattr(spikingjelly_rows, "LIFRefrac", layer("LIFRefrac"))
+    monkeypatch.setattr(spikingjelly_rows, "lifexport_compile", compile_)
+    monkeypatch.setattr(spikingjelly_rows, "cuda_peak", lambda run, x: 10**6 * x.element_size())
+    monkeypatch.setattr(spikingjelly_rows, "SPIKINGJELLY_SHAPE", (3, 2, 5))
     return seen
 
 
-def _spikingjelly_result(**config) -> _bench.Result:
-    result = _bench.Result(_bench.Config(repeats=1, warmup=0, **config))
+def _spikingjelly_result(**config) -> benchmod.Result:
+    result = benchmod.Result(benchmod.Config(repeats=1, warmup=0, **config))
 
     def add(workload, variant, pass_, ms):
         result.rows.append(dict(workload=workload, variant=variant, pass_=pass_, ms=ms))
 
-    _bench._spikingjelly_rows(result.config, add, result, log=lambda line: None)
+    spikingjelly_rows.spikingjelly_rows(result.config, add, result, log=lambda line: None)
     return result
 
 
@@ -327,15 +482,15 @@ def test_the_spikingjelly_rows_compare_each_dtype_and_memory_mode(standins):
 def test_the_real_layers_run_every_row_beside_spikingjelly(standins, monkeypatch):
     """lifexport's own layers and compile, in Triton's interpreter: every memory mode and dtype
     runs, eager and compiled, and the compiled rows stay within dynamo's recompile limit."""
-    monkeypatch.setattr(_bench, "LIF", LIF)
-    monkeypatch.setattr(_bench, "LIFRefrac", LIFRefrac)
-    monkeypatch.setattr(_bench, "lifexport_compile", lifexport.compile)
+    monkeypatch.setattr(spikingjelly_rows, "LIF", LIF)
+    monkeypatch.setattr(spikingjelly_rows, "LIFRefrac", LIFRefrac)
+    monkeypatch.setattr(spikingjelly_rows, "lifexport_compile", lifexport.compile)
 
     def peak(run, x):  # one forward+backward, as the CUDA measurement runs it
         run(x.detach().clone().requires_grad_()).sum().backward()
         return 10**6
 
-    monkeypatch.setattr(_bench, "_cuda_peak", peak)
+    monkeypatch.setattr(spikingjelly_rows, "cuda_peak", peak)
     # Dynamo's config is patched with its own context manager: monkeypatch's undo leaves
     # `recompile_limit` deleted (torch 2.13), which broke every later compile in the run.
     with torch._dynamo.config.patch(recompile_limit=8):
@@ -356,7 +511,7 @@ def test_a_spikingjelly_that_rejects_bfloat16_is_reported_and_the_rest_still_run
 
 
 def test_without_triton_only_spikingjelly_runs_and_a_note_says_why(standins, monkeypatch):
-    monkeypatch.setattr(_bench, "triton_available", lambda: False)
+    monkeypatch.setattr(spikingjelly_rows, "triton_available", lambda: False)
     result = _spikingjelly_result()
     assert result.failures == [] and standins.layers == []
     assert {r["variant"] for r in result.rows} == set(SPIKINGJELLY.values())
@@ -383,7 +538,7 @@ def test_ratios_beside_spikingjelly_are_lifexport_over_it_per_dtype_and_mode():
     )
     f32, bf16 = SPIKINGJELLY["float32"], SPIKINGJELLY["bf16"]
     # The targets: forward+backward only; none across dtypes, none without both rows.
-    assert _bench.ratios(rows, "cuda") == {
+    assert benchmod.ratios(rows, "cuda") == {
         f"{W} forward lifexport LIF eager triton store float32 / {f32}": 0.5,
         f"{W} fwd+bwd lifexport LIF eager triton store float32 / {f32} (target <= 0.8)": 0.8,
         f"{W} fwd+bwd lifexport LIF compiled triton recompute float32 / {f32} (target <= 0.8)": 1.5,
@@ -393,7 +548,7 @@ def test_ratios_beside_spikingjelly_are_lifexport_over_it_per_dtype_and_mode():
         f"{W} fwd+bwd lifexport LIFRefrac compiled triton recompute float32 / "
         "lifexport LIF compiled triton recompute float32 (target <= 1.2)": 1.1,
     }
-    assert not [k for k in _bench.ratios(rows, "cpu") if "target" in k]  # GPU targets
+    assert not [k for k in benchmod.ratios(rows, "cpu") if "target" in k]  # GPU targets
 
 
 def _sj_memory() -> list[dict]:
@@ -401,14 +556,15 @@ def _sj_memory() -> list[dict]:
     x32 = torch.empty(32, 64, 65536, device="meta")  # (T, B, N)
     x16 = x32.to(torch.bfloat16)
     b32, b16 = 4 * x32.numel(), 2 * x16.numel()
+    row = benchmod.memory_row
     return [
-        _bench.memory_row("W1", "lifexport eager triton", 10**6, x32),
-        _bench.memory_row(W, SPIKINGJELLY["float32"], 2 * b32, x32),
-        _bench.memory_row(W, "lifexport LIF eager triton store float32", 2 * b32, x32),
-        _bench.memory_row(W, "lifexport LIF compiled triton recompute float32", 3 * b32, x32),
-        _bench.memory_row(W, SPIKINGJELLY["bf16"], 4 * b16, x16),
-        _bench.memory_row(W, "lifexport LIF compiled triton store bf16", 2 * b16, x16),
-        _bench.memory_row(W, "lifexport LIFRefrac compiled triton recompute bf16", 5 * b16, x16),
+        row("W1", "lifexport eager triton", 10**6, x32),
+        row(W, SPIKINGJELLY["float32"], 2 * b32, x32),
+        row(W, "lifexport LIF eager triton store float32", 2 * b32, x32),
+        row(W, "lifexport LIF compiled triton recompute float32", 3 * b32, x32),
+        row(W, SPIKINGJELLY["bf16"], 4 * b16, x16),
+        row(W, "lifexport LIF compiled triton store bf16", 2 * b16, x16),
+        row(W, "lifexport LIFRefrac compiled triton recompute bf16", 5 * b16, x16),
     ]
 
 
@@ -419,7 +575,7 @@ def test_memory_ratios_hold_store_to_spikingjelly_and_recompute_to_the_input():
     )
     assert memory[4]["input_mb"] == 268.435  # against the bfloat16 input
     f32, bf16 = SPIKINGJELLY["float32"], SPIKINGJELLY["bf16"]
-    assert _bench.ratios([], "cuda", memory) == {
+    assert benchmod.ratios([], "cuda", memory) == {
         f"{W} peak memory lifexport LIF eager triton store float32 / {f32} (target <= 1)": 1.0,
         f"{W} peak memory lifexport LIF compiled triton store bf16 / {bf16} (target <= 1)": 0.5,
         f"{W} peak memory lifexport LIF compiled triton recompute float32 / input "
@@ -430,7 +586,7 @@ def test_memory_ratios_hold_store_to_spikingjelly_and_recompute_to_the_input():
 
 
 def test_the_memory_tables_keep_w1_and_add_one_at_spikingjelly_shape():
-    result = _bench.Result(_bench.Config(device="cuda"), memory=_sj_memory())
+    result = benchmod.Result(benchmod.Config(device="cuda"), memory=_sj_memory())
     out = result.format()
     w1 = (
         "| peak memory, one W1 forward+backward | MB | x input size |\n|---|---:|---:|\n"
@@ -444,18 +600,21 @@ def test_the_memory_tables_keep_w1_and_add_one_at_spikingjelly_shape():
     )
     assert sj in out and out.index(w1) < out.index(sj)
     assert f"| {W} peak memory lifexport LIF compiled triton store bf16 / " in out
-    alone = _bench.Result(_bench.Config(device="cuda"), memory=_sj_memory()[1:]).format()
-    assert "W1 forward+backward" not in alone and alone.endswith(f"{_bench.CUDA_MEMORY_METHOD}.")
+    alone = benchmod.Result(benchmod.Config(device="cuda"), memory=_sj_memory()[1:]).format()
+    assert "W1 forward+backward" not in alone and alone.endswith(f"{benchmod.CUDA_MEMORY_METHOD}.")
+
+
+# -- bfloat16 --------------------------------------------------------------------------------
 
 
 def test_bf16_absent_names_each_reason(monkeypatch):
-    assert _bench.bf16_absent(_bench.Config()).startswith("CUDA only: ")
-    monkeypatch.setattr(_bench, "triton_available", lambda: True)
-    assert _bench.bf16_absent(_bench.Config(device="cuda")) == ""
-    no_compiled = _bench.Config(device="cuda", compiled=False)
-    assert _bench.bf16_absent(no_compiled) == "left out (--no-compiled)"
-    monkeypatch.setattr(_bench, "triton_available", lambda: False)
-    assert _bench.bf16_absent(_bench.Config(device="cuda")) == "Triton is not installed"
+    assert benchmod.bf16_absent(benchmod.Config()).startswith("CUDA only: ")
+    monkeypatch.setattr(workloads, "triton_available", lambda: True)
+    assert benchmod.bf16_absent(benchmod.Config(device="cuda")) == ""
+    no_compiled = benchmod.Config(device="cuda", compiled=False)
+    assert benchmod.bf16_absent(no_compiled) == "left out (--no-compiled)"
+    monkeypatch.setattr(workloads, "triton_available", lambda: False)
+    assert benchmod.bf16_absent(benchmod.Config(device="cuda")) == "Triton is not installed"
 
 
 def test_the_bf16_w1_row_runs_the_compiled_triton_layer_under_autocast(monkeypatch):
@@ -468,17 +627,18 @@ def test_the_bf16_w1_row_runs_the_compiled_triton_layer_under_autocast(monkeypat
 
         return run
 
-    monkeypatch.setattr(_bench, "bf16_absent", lambda cfg: "")
-    monkeypatch.setattr(_bench, "build", build)
-    result = _bench.Result(_bench.Config(repeats=1, warmup=0))
+    monkeypatch.setattr(workloads, "bf16_absent", lambda cfg: "")
+    monkeypatch.setattr(workloads, "build", build)
+    result = benchmod.Result(benchmod.Config(repeats=1, warmup=0))
 
     def add(workload, variant, pass_, ms):
         result.rows.append((workload, variant, pass_))
 
     x = torch.rand(3, 2, 4)  # (T, B, N), float32 as every workload's input
-    _bench._bf16_w1_rows(result.config, x, add, result, log=lambda line: None)
+    workloads.bf16_w1_rows(result.config, x, add, result, log=lambda line: None)
     assert result.failures == [] and result.notes == []
-    assert result.rows == [("W1", _bench.BF16_W1, "forward"), ("W1", _bench.BF16_W1, "fwd+bwd")]
+    bf16 = benchmod.BF16_W1
+    assert result.rows == [("W1", bf16, "forward"), ("W1", bf16, "fwd+bwd")]
     assert set(calls) == {("lifexport compiled triton", None, torch.bfloat16, True)}
 
 
@@ -487,6 +647,6 @@ def test_in_precision_runs_bf16_under_autocast_and_float32_as_it_is():
         return x.dtype, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")
 
     x = torch.zeros(2, 1, 3, dtype=torch.bfloat16)
-    assert _bench.in_precision(seen, "float32", "cpu") is seen
-    assert _bench.in_precision(seen, "bf16", "cpu")(x) == (torch.bfloat16, True, torch.bfloat16)
+    assert benchmod.in_precision(seen, "float32", "cpu") is seen
+    assert benchmod.in_precision(seen, "bf16", "cpu")(x) == (torch.bfloat16, True, torch.bfloat16)
     assert not torch.is_autocast_enabled("cpu")

@@ -165,7 +165,7 @@ def test_demo_end_to_end_on_a_tiny_budget(tmp_path):
 
 # -- validate runs only the model the user names ----------------------------------------
 
-PAYLOAD = '''
+PAYLOAD = """
 from pathlib import Path
 
 Path(__file__).with_name("payload-ran").write_text("imported")
@@ -173,7 +173,7 @@ Path(__file__).with_name("payload-ran").write_text("imported")
 
 def build():
     Path(__file__).with_name("payload-ran").write_text("called")
-'''
+"""
 
 
 @pytest.fixture
@@ -330,12 +330,61 @@ def test_bad_factory_in_a_subprocess_has_no_traceback(factories):
     ],
 )
 def test_bench_sizes_are_checked_before_any_work(argv, words, capsys, monkeypatch):
-    from lifexport import _bench
+    from lifexport import bench
 
     ran = []
-    monkeypatch.setattr(_bench, "bench", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(bench, "bench", lambda *a, **k: ran.append(a))
     usage_error(argv, capsys, *words)
     assert ran == []
+
+
+class _BenchResult:
+    """What ``lifexport.bench.bench`` returns, as far as the command reads it."""
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = failures
+
+    def to_dict(self) -> dict:
+        return {"rows": [{"variant": "floor: copy"}], "failures": self.failures}
+
+    def format(self) -> str:
+        return "| workload | variant | pass | ms (median) |"
+
+
+@pytest.mark.parametrize("json_out", [False, True], ids=["text", "json"])
+@pytest.mark.parametrize(
+    "failures, code",
+    [([], EXIT_OK), (["W1 norse eager forward: RuntimeError: boom\nsecond line"], EXIT_MISMATCH)],
+    ids=["ok", "failed"],
+)
+def test_bench_prints_the_result_and_exits_1_on_a_failed_measurement(
+    failures, code, json_out, capsys, monkeypatch
+):
+    from lifexport import bench
+
+    configs = []
+
+    def measure(cfg, log):
+        configs.append(cfg)
+        log("W1  lifexport eager scan")
+        return _BenchResult(failures)
+
+    monkeypatch.setattr(bench, "bench", measure)
+    argv = ["bench", "--t", "3", "--threads", "2", "--no-norse"]
+    assert main([*argv, *(["--json"] if json_out else [])]) == code
+    out, err = capsys.readouterr()
+    assert configs == [bench.Config(t=3, threads=2, norse=False)]
+    if json_out:
+        assert json.loads(out) == {"rows": [{"variant": "floor: copy"}], "failures": failures}
+    else:
+        assert out == "| workload | variant | pass | ms (median) |\n"
+    expected = ["W1  lifexport eager scan"]  # progress
+    if failures:
+        expected.append(
+            "lifexport bench: 1 measurement(s) failed: W1 norse eager forward: RuntimeError: "
+            "boom; second line"
+        )
+    assert err.splitlines() == expected
 
 
 def test_demo_epochs_are_checked_before_any_work(capsys, monkeypatch, tmp_path):
@@ -353,7 +402,7 @@ def test_validate_steps_are_checked_before_any_work(capsys):
 
 
 def test_bench_options_cover_the_config():
-    from lifexport._bench import Config
+    from lifexport.bench import Config
 
     args = build_parser().parse_args(["bench"])
     assert {name: getattr(args, name) for name in asdict(Config())} == asdict(Config())
@@ -362,7 +411,7 @@ def test_bench_options_cover_the_config():
 
 
 def test_bench_config_rejects_bad_sizes():
-    from lifexport._bench import Config
+    from lifexport.bench import Config
 
     with pytest.raises(ValueError, match="Config.t must be an int >= 1"):
         Config(t=0)
@@ -395,11 +444,11 @@ def small_onnx(tmp_path_factory) -> Path:
     ],
 )
 def test_huge_shapes_are_refused_before_anything_runs(argv, option, capsys, monkeypatch):
-    from lifexport import cli
+    from lifexport.cli import _load
     from lifexport.limits import LIMITS
 
     ran = []
-    monkeypatch.setattr(cli, "_load_model", lambda spec: ran.append(spec))
+    monkeypatch.setattr(_load, "load_model", lambda spec: ran.append(spec))
     line = usage_error(argv, capsys, f"argument {option}: an input of shape (")
     assert f"elements, over the limit of {LIMITS.max_elements} " in line
     assert ran == []

@@ -38,8 +38,7 @@ def test_a_model_goes_through_a_nir_file_into_onnx(tmp_path, capsys, monkeypatch
     info = read_graph(onnx_file)
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     rest = {
-        n: np.zeros((3, 8 if n.startswith("state.1") else 3), np.float32)
-        for n in info.state_names
+        n: np.zeros((3, 8 if n.startswith("state.1") else 3), np.float32) for n in info.state_names
     }
     (y,) = session.run(["y"], {"x": xs.numpy(), **rest})
     np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-7)
@@ -56,8 +55,8 @@ def test_export_int8_then_validate_judges_it_on_a_flip_budget(
     assert main([*argv, "--calibration", str(calibration)]) == EXIT_OK
     assert "int8 QDQ" in capsys.readouterr().out
     assert read_graph(out).contract.quantize.startswith("int8 QDQ")
-    code = main(["validate", str(out), "--model", STACK, "--steps", "50", "--json",
-                 "--providers", "CPUExecutionProvider"])
+    check = ["validate", str(out), "--model", STACK, "--steps", "50", "--json"]
+    code = main([*check, "--providers", "CPUExecutionProvider"])
     report = json.loads(capsys.readouterr().out)
     assert report["precision"] == "deployment"
     assert report["providers"]["CPUExecutionProvider"]["flip_budget"] == 0.01
@@ -95,7 +94,6 @@ def stack_nir(tmp_path_factory) -> Path:
     return path
 
 
-
 def test_nir_import_of_a_huge_compressed_dataset_stops_before_reading_it(
     stack_nir, tmp_path, capsys
 ) -> None:
@@ -130,11 +128,17 @@ def test_nir_import_names_the_node_and_key_of_a_value_that_is_not_a_number(
 @pytest.mark.parametrize(
     "shape, words",
     [
-        ("5,2,7", "layer 0 (Linear) takes 6 input features (last dimension), got 7: the input "
-         "has shape (5, 2, 7)"),
+        (
+            "5,2,7",
+            "layer 0 (Linear) takes 6 input features (last dimension), got 7: the input "
+            "has shape (5, 2, 7)",
+        ),
         # 2.4e8 inputs pass; the first layer's 3.2e8 outputs do not (computed on meta tensors)
-        ("10000,4000,6", "--shape 10000,4000,6: layer 0 (Linear)'s output of shape "
-         "(10000, 4000, 8) has 320000000 elements, over the limit"),
+        (
+            "10000,4000,6",
+            "--shape 10000,4000,6: layer 0 (Linear)'s output of shape "
+            "(10000, 4000, 8) has 320000000 elements, over the limit",
+        ),
     ],
 )
 def test_nir_import_checks_each_layer_against_the_shape(stack_nir, tmp_path, capsys, shape, words):

@@ -36,6 +36,7 @@ from lifexport.export._domain import (
     Mode,
     attach_functions,
     check_op_set,
+    domain_op_types,
     function_proto,
     translation_table,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "atomic_write",
     "attach_functions",
     "check_op_set",
+    "domain_op_types",
     "export_program",
     "function_proto",
     "op_types",

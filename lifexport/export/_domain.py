@@ -2,9 +2,11 @@
 
 Each surrogate family of :data:`lifexport.functional.threshold.SURROGATES` is one row of
 :data:`DOMAIN_OPS`: its spike op type (``SuperSpike``), the function body of its gradient
-(``SuperSpikeGrad``) and the torch ops that become them. Everything else derives from the rows:
-:data:`OP_TYPES`, the schemas, the ``FunctionProto`` of each op, the exporter's translation
-table per mode and the check of which ops a graph of each mode may hold.
+(``SuperSpikeGrad``) and the torch ops that become them. Everything else derives from the rows
+when it is used: :func:`domain_op_types`, the schemas, the ``FunctionProto`` of each op, the
+exporter's translation table per mode and the check of which ops a graph of each mode may hold.
+A surrogate registered with :func:`lifexport.functional.register_surrogate` joins with one
+row, :meth:`DomainOp.register`; without one it exports in inference mode only.
 
 Two modes:
 
@@ -42,7 +44,7 @@ from onnxscript.values import OnnxFunction, Op, Opset
 from lifexport.errors import ExportError
 from lifexport.export import _quirks
 from lifexport.export._graph import op_types
-from lifexport.functional.threshold import SURROGATES, Surrogate
+from lifexport.functional.threshold import METHODS, SURROGATES, Surrogate
 
 __all__ = [
     "DOMAIN_OPS",
@@ -54,6 +56,7 @@ __all__ = [
     "Mode",
     "attach_functions",
     "check_mode",
+    "domain_op_types",
     "check_op_set",
     "function_proto",
     "op_schema",
@@ -152,6 +155,17 @@ def HeaviErfcSpikeGrad(grad: T, x: T, alpha: float) -> T:
 class DomainOp:
     """One surrogate family in the ``lifexport`` domain: its two op types and their torch ops.
 
+    A registered surrogate's row is added with :meth:`register`. Its ``grad_body`` is an
+    onnxscript function of the domain, named ``<spike>Grad``, ``(grad: T, x: T, alpha:
+    float) -> T`` for ``T`` float or double, computing the surrogate's ``grad_formula`` op
+    for op (the spike's body is the shared Heaviside step)::
+
+        @onnxscript.script(LIFEXPORT)
+        def FastSigmoidSpikeGrad(grad: T, x: T, alpha: float) -> T:
+            ...
+
+        DomainOp("fast_sigmoid", "FastSigmoidSpike", FastSigmoidSpikeGrad).register()
+
     Attributes:
         method: the ``method`` that selects the family, a key of ``SURROGATES`` (``"super"``).
         spike: the op type of its spike (``"SuperSpike"``), whose body is the Heaviside step
@@ -173,6 +187,64 @@ class DomainOp:
     def surrogate(self) -> Surrogate:
         """The torch ops this row translates."""
         return SURROGATES[self.method]
+
+    def register(self) -> DomainOp:
+        """Add this row to :data:`DOMAIN_OPS`, so training exports translate its surrogate.
+
+        Returns:
+            The row, for chaining.
+
+        Raises:
+            ValueError: the surrogate is not registered (register it first with
+                :func:`lifexport.functional.register_surrogate`), already has a row, or an op
+                type is taken or misnamed.
+            TypeError: ``grad_body`` is not an onnxscript function of
+                ``(grad, x, alpha: float)``.
+        """
+        if self.method not in SURROGATES:
+            raise ValueError(
+                f"method {self.method!r} is not a registered surrogate; register it first with "
+                "lifexport.functional.register_surrogate"
+            )
+        if self.method in DOMAIN_OPS:
+            raise ValueError(f"method {self.method!r} has a row already: {DOMAIN_OPS[self.method]}")
+        if not isinstance(self.grad_body, OnnxFunction):
+            raise TypeError(
+                f"grad_body must be an onnxscript function (@onnxscript.script(LIFEXPORT)), got "
+                f"{type(self.grad_body).__name__}"
+            )
+        signature = self.grad_body.op_signature
+        inputs = [p.name for p in signature.inputs]
+        attributes = [a.name for a in signature.attributes]
+        if len(inputs) != 2 or attributes != ["alpha"]:
+            raise TypeError(
+                f"grad_body must take (grad, x, alpha: float), got inputs {inputs} and "
+                f"attributes {attributes}"
+            )
+        if not (self.spike.isidentifier() and self.spike[:1].isupper()):
+            raise ValueError(f"spike must be a CamelCase op type, got {self.spike!r}")
+        if self.grad != f"{self.spike}Grad":
+            raise ValueError(
+                f"grad_body must be named {self.spike}Grad (the spike's op type with Grad), got "
+                f"{self.grad}"
+            )
+        taken = sorted({self.spike, self.grad} & domain_op_types())
+        if taken:
+            raise ValueError(f"op types {taken} are taken in the lifexport domain")
+        DOMAIN_OPS[self.method] = self
+        return self
+
+    def unregister(self) -> None:
+        """Remove this row, added by :meth:`register`, from :data:`DOMAIN_OPS`.
+
+        Raises:
+            ValueError: the row is built in, or not registered.
+        """
+        if self.method in METHODS:
+            raise ValueError(f"the row of built-in method {self.method!r} cannot be removed")
+        if DOMAIN_OPS.get(self.method) is not self:
+            raise ValueError(f"this row of method {self.method!r} is not registered")
+        del DOMAIN_OPS[self.method]
 
     def translations(self, mode: Mode) -> dict[Callable, Callable]:
         """This family's entries of the exporter's translation table for ``mode``.
@@ -202,15 +274,26 @@ DOMAIN_OPS: dict[str, DomainOp] = {
         DomainOp("heavi_erfc", "HeaviErfcSpike", HeaviErfcSpikeGrad),
     )
 }
-"""The ``lifexport`` ops of each surrogate family, by ``method``."""
+"""The ``lifexport`` ops of each surrogate family, by ``method``: the built-in rows and those
+added with :meth:`DomainOp.register`. Read it, do not write it: registration checks rows."""
 
-# op type -> body; every spike shares the Heaviside body, under its own name.
-_BODIES: dict[str, OnnxFunction] = {
-    **{row.spike: Spike for row in DOMAIN_OPS.values()},
-    **{row.grad: row.grad_body for row in DOMAIN_OPS.values()},
-}
-OP_TYPES: frozenset[str] = frozenset(_BODIES)
-"""Every op type of the ``lifexport`` domain."""
+
+def _bodies() -> dict[str, OnnxFunction]:
+    """Op type -> body, for every row; every spike shares the Heaviside body, under its own
+    name."""
+    return {
+        **{row.spike: Spike for row in DOMAIN_OPS.values()},
+        **{row.grad: row.grad_body for row in DOMAIN_OPS.values()},
+    }
+
+
+def domain_op_types() -> frozenset[str]:
+    """Every op type of the ``lifexport`` domain now, registered rows included."""
+    return frozenset(_bodies())
+
+
+OP_TYPES: frozenset[str] = domain_op_types()
+"""The op types of the built-in rows (:func:`domain_op_types` adds the registered ones)."""
 
 
 # -- schemas and functions ---------------------------------------------------------------------
@@ -218,9 +301,10 @@ OP_TYPES: frozenset[str] = frozenset(_BODIES)
 
 def function_proto(op_type: str) -> onnx.FunctionProto:
     """The ``FunctionProto`` of the ``lifexport`` op ``op_type`` (``"SuperSpike"``)."""
-    proto = _BODIES[op_type].to_function_proto()
+    body = _bodies()[op_type]
+    proto = body.to_function_proto()
     proto.name = op_type
-    proto.doc_string = proto.doc_string.replace(_BODIES[op_type].name, op_type, 1)
+    proto.doc_string = proto.doc_string.replace(body.name, op_type, 1)
     return proto
 
 
@@ -230,7 +314,7 @@ def op_schema(op_type: str) -> OpSchema:
     The exporter needs a schema to emit a node of an op it does not know; it is not
     registered with ``onnx.defs``, since the model-local function defines the op.
     """
-    signature = _BODIES[op_type].op_signature
+    signature = _bodies()[op_type].op_signature
     return OpSchema(
         op_type,
         LIFEXPORT.domain,
@@ -255,7 +339,7 @@ def attach_functions(model: onnx.ModelProto) -> onnx.ModelProto:
     """
     present = {f.name for f in model.functions if f.domain == LIFEXPORT.domain}
     used = {t for d, t in op_types(model) if d == LIFEXPORT.domain}
-    for op_type in sorted((used & OP_TYPES) - present):
+    for op_type in sorted((used & domain_op_types()) - present):
         model.functions.append(function_proto(op_type))
     return model
 
@@ -293,12 +377,37 @@ def _needs_constant_alpha(*args, **kwargs):
     )
 
 
+def _needs_a_row(method: str) -> Callable:
+    def translate(*args, **kwargs):
+        raise ExportError(
+            f"a training graph needs the ONNX ops of surrogate {method!r}, which has no row in "
+            "the lifexport domain; add one: lifexport.export.DomainOp(method, spike op type, "
+            "gradient function).register() (see docs/extending.md)"
+        )
+
+    return translate
+
+
 def translation_table(mode: Mode) -> dict[Callable, Callable]:
     """The ``custom_translation_table`` of ``torch.onnx.export`` for ``mode``: every row's
-    :meth:`DomainOp.translations`, and the exporter's missing translations."""
+    :meth:`DomainOp.translations`, and the exporter's missing translations. A registered
+    surrogate without a row exports in inference mode (a spike ignores alpha); in training
+    mode its ops raise :class:`ExportError` saying what to add."""
     check_mode(mode)
-    table = {k: v for row in DOMAIN_OPS.values() for k, v in row.translations(mode).items()}
+    table = {}
+    for method, surrogate in SURROGATES.items():
+        row = DOMAIN_OPS.get(method)
+        if row is not None:
+            table.update(row.translations(mode))
+        elif mode == "inference":
+            table.update({surrogate.spike: _heaviside, surrogate.spike_attr: _heaviside})
+        else:
+            table.update(dict.fromkeys(_ops_of(surrogate), _needs_a_row(method)))
     return {**_quirks.TRANSLATIONS, **table}
+
+
+def _ops_of(surrogate: Surrogate) -> tuple[Callable, ...]:
+    return (surrogate.spike, surrogate.spike_grad, surrogate.spike_attr, surrogate.spike_attr_grad)
 
 
 # -- what a graph may hold ---------------------------------------------------------------------
@@ -316,13 +425,14 @@ def check_op_set(model: onnx.ModelProto, mode: Mode) -> None:
     """
     check_mode(mode)
     used = op_types(model)
+    known = domain_op_types()
     domains = {"", LIFEXPORT.domain} if mode == "training" else {""}
     custom = {t for d, t in used if d == LIFEXPORT.domain and d in domains}
     bad = [f"{d}.{t}" for d, t in used if d not in domains]
-    bad += [f"{LIFEXPORT.domain}.{t}" for t in custom - OP_TYPES]
+    bad += [f"{LIFEXPORT.domain}.{t}" for t in custom - known]
     if bad:
         allowed = "standard ONNX ops" + (
-            f" and the lifexport ops {', '.join(sorted(OP_TYPES))}" if mode == "training" else ""
+            f" and the lifexport ops {', '.join(sorted(known))}" if mode == "training" else ""
         )
         raise ExportError(f"a {mode} graph may hold only {allowed}; found {', '.join(sorted(bad))}")
     missing = sorted(custom - {f.name for f in model.functions if f.domain == LIFEXPORT.domain})

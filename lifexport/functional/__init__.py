@@ -5,15 +5,18 @@ The names, NamedTuple fields and defaults are those of ``norse.torch.functional`
 The argument checks the steps run (``check_dt``, ``check_parameters``,
 ``check_parameter_type``, ``check_state``, ``check_value`` and the ``VALUE_RULES`` they apply)
 are public too: the modules run them once per call instead of once per step.
+``register_surrogate`` adds a surrogate family (a new ``method``).
 """
 
 from lifexport.functional._checks import (
+    RULES,
     VALUE_RULES,
     check_dt,
     check_parameter_type,
     check_parameters,
     check_state,
     check_value,
+    nested_state_class,
 )
 from lifexport.functional.leaky_integrator import (
     LIParameters,
@@ -36,17 +39,35 @@ from lifexport.functional.lif_refrac import (
     lif_refrac_feed_forward_step,
     lif_refrac_step,
 )
-from lifexport.functional.threshold import METHODS, SURROGATES, heaviside, sign, threshold
+from lifexport.functional.threshold import (
+    METHODS,
+    SURROGATES,
+    Surrogate,
+    heaviside,
+    methods,
+    register_surrogate,
+    sign,
+    spike,
+    threshold,
+    unregister_surrogate,
+)
 
 __all__ = [
+    "RULES",
     "VALUE_RULES",
     "check_dt",
     "check_parameter_type",
     "check_parameters",
     "check_state",
     "check_value",
+    "nested_state_class",
     "METHODS",
     "SURROGATES",
+    "Surrogate",
+    "methods",
+    "register_surrogate",
+    "spike",
+    "unregister_surrogate",
     "LIParameters",
     "LIState",
     "LIFParameters",

@@ -7,7 +7,8 @@ They run on shapes, dtypes and Python numbers only, never on tensor values, so u
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, ForwardRef, NamedTuple
 
 import torch
 from torch import Tensor
@@ -41,9 +42,10 @@ def check_dt(dt: object) -> None:
 
 
 def check_state(state: object, classes: tuple[type, ...], shape: torch.Size, like: Tensor) -> Any:
-    """``state`` must have the fields of ``classes[0]`` (its ``lif`` field those of
-    ``classes[1]``, if given), each a tensor of ``like``'s dtype and device that broadcasts to
-    ``shape``.
+    """``state`` must have the fields of the NamedTuple ``classes[0]``, each a tensor of
+    ``like``'s dtype and device that broadcasts to ``shape``, except the fields nested in it:
+    those whose annotated type is one of ``classes[1:]`` (``LIFRefracState.lif``, a
+    ``LIFState``), which must have that class's fields, each such a tensor.
 
     Returns:
         ``state`` with every tensor expanded to ``shape`` (a view; as Norse, a scalar ``v``
@@ -54,17 +56,33 @@ def check_state(state: object, classes: tuple[type, ...], shape: torch.Size, lik
         raise TypeError(f"state must be a {cls.__name__}, got {type(state).__name__}")
     fields = []
     for field, t in zip(cls._fields, state):
-        if nested and field == "lif":
-            if getattr(t, "_fields", None) != nested[0]._fields:
-                raise TypeError(f"state.lif must be a {nested[0].__name__}, got {type(t).__name__}")
-            t = type(t)(*(
-                check_tensor(f"state.lif.{sub_field}", sub_t, shape, like)
-                for sub_field, sub_t in zip(t._fields, t)
-            ))
+        inner = nested_state_class(cls, field, nested)
+        if inner is not None:
+            if getattr(t, "_fields", None) != inner._fields:
+                raise TypeError(f"state.{field} must be a {inner.__name__}, got {type(t).__name__}")
+            t = type(t)(
+                *(
+                    check_tensor(f"state.{field}.{sub_field}", sub_t, shape, like)
+                    for sub_field, sub_t in zip(t._fields, t)
+                )
+            )
             fields.append(t)
         else:
             fields.append(check_tensor(f"state.{field}", t, shape, like))
     return type(state)(*fields)
+
+
+def nested_state_class(cls: type, field: str, nested: Iterable[type]) -> type | None:
+    """The class among ``nested`` that field ``field`` of the NamedTuple ``cls`` is annotated
+    with (``LIFRefracState.lif: LIFState``), by name; ``None`` when it is none of them."""
+    annotation = getattr(cls, "__annotations__", {}).get(field)
+    if isinstance(annotation, ForwardRef):
+        annotation = annotation.__forward_arg__
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", None)
+    if name is None:
+        return None
+    name = name.rpartition(".")[2]
+    return next((c for c in nested if c.__name__ == name), None)
 
 
 def check_tensor(name: str, t: object, shape: torch.Size, like: Tensor) -> Tensor:
@@ -128,11 +146,13 @@ def check_parameters(
     values: bool = True,
     *,
     classes: tuple[type, ...] | None = None,
+    rules: Mapping[str, str] | None = None,
 ) -> None:
     """Neuron parameters: known method, one-number alpha, tensors that broadcast to ``shape``
-    with ``like``'s dtype and device, values within :data:`VALUE_RULES` (a tensor's only with
-    ``values``: reading them costs a device sync per tensor), and, given ``classes``, the
-    fields of those NamedTuple classes (:func:`check_parameter_type`).
+    with ``like``'s dtype and device, values within ``rules`` (a field name -> one of
+    :data:`RULES`; :data:`VALUE_RULES` when ``None``; a tensor's only with ``values``:
+    reading them costs a device sync per tensor), and, given ``classes``, the fields of
+    those NamedTuple classes (:func:`check_parameter_type`).
 
     A per-neuron parameter may broadcast *to* the neuron shape (e.g. ``(N,)`` against
     ``(B, N)``) but never enlarge it.
@@ -146,7 +166,7 @@ def check_parameters(
         elif field == "alpha":
             check_alpha(value, name, values)
         elif hasattr(value, "_fields"):
-            check_parameters(value, shape, like, name, values)
+            check_parameters(value, shape, like, name, values, rules=rules)
         elif isinstance(value, Tensor):
             check_like(name, value, like)
             if not _broadcasts_to(value.shape, shape):
@@ -157,12 +177,17 @@ def check_parameters(
                 )
         elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"{name} must be a number or a tensor, got {type(value).__name__}")
-        if field in VALUE_RULES and (values or not isinstance(value, Tensor)):
-            check_value(name, value, VALUE_RULES[field])
+        rule = (VALUE_RULES if rules is None else rules).get(field)
+        if rule is not None and (values or not isinstance(value, Tensor)):
+            check_value(name, value, rule)
 
 
-#: What each numeric parameter must satisfy: "positive" (finite, > 0), "non-negative"
-#: (finite, >= 0) or "finite". alpha's rule lives with the spike ops (``check_alpha``).
+#: The value rules a numeric parameter can have: finite and > 0, finite and >= 0, finite.
+RULES: tuple[str, ...] = ("positive", "non-negative", "finite")
+
+#: What each numeric parameter of the built-in models must satisfy (one of :data:`RULES`).
+#: alpha's rule lives with the spike ops (``check_alpha``). A neuron layer with parameters
+#: of other names declares their rules itself (``NeuronModule.value_rules``).
 VALUE_RULES: dict[str, str] = {
     "tau_syn_inv": "positive",
     "tau_mem_inv": "positive",
@@ -178,7 +203,12 @@ def check_value(name: str, value: float | Tensor, rule: str) -> None:
 
     A Python number is checked at once; a tensor in eager mode only (under ``torch.compile``
     reading its values would break the graph; modules check theirs at construction).
+
+    Raises:
+        ValueError: a value outside ``rule``, or a ``rule`` that is not one of :data:`RULES`.
     """
+    if rule not in RULES:
+        raise ValueError(f"the rule of {name} must be one of {RULES}, got {rule!r}")
     if isinstance(value, Tensor):
         if torch.compiler.is_compiling():
             return

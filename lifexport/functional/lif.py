@@ -56,7 +56,7 @@ class LIFParameters(NamedTuple):
         v_th: threshold potential.
         v_reset: reset potential.
         method: surrogate gradient of the spike, one of
-            :data:`lifexport.functional.threshold.METHODS`.
+            :func:`lifexport.functional.methods` (the built-in ones and those registered).
         alpha: surrogate width (one number per layer).
     """
 

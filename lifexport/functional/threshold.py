@@ -26,6 +26,10 @@ namespace: the spike ``lifexport::<name>_spike(x, alpha)`` and its backward
   elementwise math below (see :func:`_register_inductor_decomposition`), so they fuse with
   the neuron update around them instead of running as opaque calls.
 
+A new surrogate family joins through :func:`register_surrogate` (its ``method`` name and
+gradient formula; the ops are defined from them), after which every layer accepts its
+``method``; its ONNX translation is a row of the export domain (see ``docs/extending.md``).
+
 Norse 1.1.0's SuperSpike backward ignores ``alpha`` (it computes :math:`1/(|x|+1)^2`); this
 module follows the fixed formula of the paper and of Norse's main branch.
 """
@@ -39,7 +43,19 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["SURROGATES", "METHODS", "Surrogate", "heaviside", "threshold", "sign"]
+__all__ = [
+    "SURROGATES",
+    "METHODS",
+    "Surrogate",
+    "define_surrogate",
+    "heaviside",
+    "methods",
+    "register_surrogate",
+    "sign",
+    "spike",
+    "threshold",
+    "unregister_surrogate",
+]
 
 
 def heaviside(x: Tensor) -> Tensor:
@@ -118,9 +134,14 @@ def _register_inductor_decomposition(op: torch._ops.OpOverload, fn: Callable) ->
     for a LIF step on CPU); ``torch.export`` does not consult this table, so exported graphs
     still hold the named op. Seen on torch 2.13: the table is private API.
     """
-    from torch._inductor.decomposition import register_decomposition
+    from torch._inductor import decomposition
 
-    register_decomposition(op)(fn)
+    decomposition.register_decomposition(op)(fn)
+    # Inductor caches its table at the first compile (torch 2.13: ``fast_random_decomps``);
+    # a surrogate registered after a compile must reach it too, else lowering fails.
+    cached = getattr(decomposition, "fast_random_decomps", None)
+    if hasattr(cached, "cache_clear"):
+        cached.cache_clear()
 
 
 def _define_spike_ops(
@@ -176,8 +197,26 @@ def _define_spike_ops(
     return spike_op, grad_op
 
 
-def _define_surrogate(method: str, grad_formula: Callable) -> Surrogate:
-    """Define both op pairs of one surrogate family (see :class:`Surrogate`)."""
+def define_surrogate(method: str, grad_formula: Callable) -> Surrogate:
+    """Define both op pairs of one surrogate family (see :class:`Surrogate`), without
+    registering it; :func:`register_surrogate` does both.
+
+    Raises:
+        ValueError: ``method`` is not a lower-case Python identifier, or is ``heaviside``.
+        RuntimeError: ops of that name exist already (torch cannot redefine them).
+    """
+    if not isinstance(method, str) or not method.isidentifier() or method != method.lower():
+        raise ValueError(
+            f"method must be a lower-case Python identifier (it names the ops "
+            f"lifexport::<method>_spike), got {method!r}"
+        )
+    if method == "heaviside":
+        raise ValueError("method 'heaviside' is the step without gradient; choose another name")
+    if hasattr(torch.ops.lifexport, f"{method}_spike"):
+        raise RuntimeError(
+            f"ops lifexport::{method}_spike are defined already and torch cannot redefine them; "
+            "choose another method name"
+        )
     return Surrogate(
         method,
         grad_formula,
@@ -189,23 +228,101 @@ def _define_surrogate(method: str, grad_formula: Callable) -> Surrogate:
 SURROGATES: dict[str, Surrogate] = {
     s.method: s
     for s in (
-        _define_surrogate("super", _super_grad),
-        _define_surrogate("triangle", _triangle_grad),
-        _define_surrogate("tanh", _tanh_grad),
-        _define_surrogate("circ", _circ_grad),
-        _define_surrogate("heavi_erfc", _heavi_erfc_grad),
+        define_surrogate("super", _super_grad),
+        define_surrogate("triangle", _triangle_grad),
+        define_surrogate("tanh", _tanh_grad),
+        define_surrogate("circ", _circ_grad),
+        define_surrogate("heavi_erfc", _heavi_erfc_grad),
     )
 }
-"""The surrogate families by ``method`` name."""
+"""The surrogate families by ``method`` name: the built-in ones and those registered with
+:func:`register_surrogate`. Read it, do not write it: registration checks what it adds."""
 
 METHODS: tuple[str, ...] = ("heaviside", *SURROGATES)
-"""Every valid ``method``: ``heaviside`` (no gradient) and the surrogates."""
+"""The built-in ``method`` names: ``heaviside`` (no gradient) and the built-in surrogates.
+:func:`methods` adds the registered ones."""
+
+_BUILT_IN = frozenset(METHODS)
+
+# Every family whose ops exist, registered or not: torch cannot redefine an op, so a family
+# registered again (after unregister_surrogate) with the same formula takes its ops back.
+_DEFINED: dict[str, Surrogate] = dict(SURROGATES)
+
+
+def methods() -> tuple[str, ...]:
+    """Every valid ``method`` now: ``heaviside`` and each surrogate of :data:`SURROGATES`."""
+    return ("heaviside", *SURROGATES)
+
+
+def register_surrogate(method: str, grad_formula: Callable) -> Surrogate:
+    r"""Add a surrogate family: its ops are defined and it joins :data:`SURROGATES`, so every
+    layer and step accepts ``method`` from then on.
+
+    The forward is the Heaviside step, as for every family; only the backward differs.
+    The fused kernels implement the built-in families only: a layer with another method
+    runs the ``scan`` loop (``backend="auto"``; see :func:`lifexport.kernels.use_kernel`).
+    A training-mode ONNX export needs the family's row in the export domain
+    (``lifexport.export.DomainOp(...).register()``); inference exports need nothing more.
+
+    Args:
+        method: the new ``method`` name, a lower-case identifier (``"fast_sigmoid"``).
+        grad_formula: ``(grad_output, x, alpha) -> grad_x`` in plain elementwise torch;
+            ``alpha`` is a 0-dim tensor or a float.
+
+    Returns:
+        The registered :class:`Surrogate`.
+
+    Raises:
+        ValueError: ``method`` is registered already, or is not a valid name.
+        RuntimeError: its ops were defined before with another ``grad_formula``.
+
+    Examples:
+        >>> def _grad(g, x, alpha):
+        ...     return g * alpha * torch.exp(-alpha * x.abs())
+        >>> s = register_surrogate("doc_exp", _grad)
+        >>> "doc_exp" in methods()
+        True
+        >>> unregister_surrogate("doc_exp")
+    """
+    if method in SURROGATES or method == "heaviside":
+        raise ValueError(f"method {method!r} is registered already; choose another name")
+    if not callable(grad_formula):
+        raise TypeError(
+            f"grad_formula must be a function (grad, x, alpha) -> grad_x, got "
+            f"{type(grad_formula).__name__}"
+        )
+    surrogate = _DEFINED.get(method)
+    if surrogate is None:
+        surrogate = _DEFINED[method] = define_surrogate(method, grad_formula)
+    elif surrogate.grad_formula is not grad_formula:
+        raise RuntimeError(
+            f"the ops of method {method!r} were defined with another grad_formula and torch "
+            "cannot redefine them; choose another method name"
+        )
+    SURROGATES[method] = surrogate
+    return surrogate
+
+
+def unregister_surrogate(method: str) -> None:
+    """Remove a family added by :func:`register_surrogate` from :data:`SURROGATES` (its ops
+    stay defined; registering it again with the same formula reuses them).
+
+    Raises:
+        ValueError: ``method`` is built in, or not registered.
+    """
+    if method in _BUILT_IN:
+        raise ValueError(f"method {method!r} is built in and cannot be unregistered")
+    if method not in SURROGATES:
+        raise ValueError(f"method {method!r} is not registered; registered: {list(SURROGATES)}")
+    del SURROGATES[method]
 
 
 def check_method(method: str, name: str = "method") -> None:
-    """Raise ``ValueError`` listing the valid names unless ``method`` is one of them."""
-    if method not in METHODS:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    """Raise ``ValueError`` listing the valid names unless ``method`` is one of
+    :func:`methods`."""
+    valid = methods()
+    if method not in valid:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}; got {method!r}")
 
 
 def check_alpha(alpha: object, name: str = "alpha", values: bool = True) -> None:
@@ -256,7 +373,7 @@ def threshold(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:
 
     Args:
         x: distance to threshold, typically ``v - v_th``.
-        method: one of :data:`METHODS`.
+        method: one of :func:`methods`.
         alpha: surrogate width, positive; a number or a one-element tensor (a tensor is
             never read while tracing, so a new value does not recompile).
 
@@ -264,7 +381,7 @@ def threshold(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:
         A tensor of 0s and 1s of ``x``'s shape and dtype.
 
     Raises:
-        ValueError: ``method`` is not one of :data:`METHODS`, or ``alpha`` is not one
+        ValueError: ``method`` is not one of :func:`methods`, or ``alpha`` is not one
             positive number.
 
     Examples:
@@ -280,7 +397,10 @@ def threshold(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:
 
 
 def spike(x: Tensor, method: str, alpha: float | Tensor) -> Tensor:
-    """:func:`threshold` without argument checks: for steps that checked ``p`` already."""
+    """:func:`threshold` without argument checks: for steps that checked ``p`` already.
+
+    What a neuron layer's step calls for each spike: the spike op of ``method`` (a named
+    node in exported graphs), or the plain Heaviside step for ``heaviside``."""
     if method == "heaviside":
         return heaviside(x)
     surrogate = SURROGATES[method]

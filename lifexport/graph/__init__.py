@@ -11,6 +11,10 @@ A file is data: :func:`read_graph` checks every metadata value and holds the con
 the graph itself shows (the type and shape of ``x``, its time loops, int8 weights where the
 file claims them: :func:`weight_types`), naming the metadata key or input that disagrees.
 
+Modules, one concern each: ``_metadata`` (the keys and checked reading of their values),
+``_contract`` (the interface and its names), ``_layout`` (a model's state as slots),
+``_structure`` (what the graph itself holds), ``_file`` (:func:`read_graph`).
+
 Names (``<k>``: the layer's index in its stack, 0 for a single layer; ``<field>``: ``z``,
 ``v``, ``i``, ``rho``):
 
@@ -23,23 +27,17 @@ training      parameters first, ``target`` after ``x``  ``loss`` first, ``grad.<
 ============  ========================================  ======================================
 """
 
-from lifexport.graph._contract import (
-    GRAD_PREFIX,
+from lifexport.graph._contract import GRAD_PREFIX, LOSS, TARGET, GraphContract, X, Y
+from lifexport.graph._file import GraphFile, read_graph
+from lifexport.graph._layout import StateLayout, StateSlot
+from lifexport.graph._metadata import (
     GRAPHS,
-    LOSS,
     METADATA,
     MODES,
     QUANTIZE_KEY,
     SOURCE_KEY,
-    TARGET,
-    GraphContract,
-    GraphFile,
     MetadataKey,
-    X,
-    Y,
-    read_graph,
 )
-from lifexport.graph._layout import StateLayout, StateSlot
 from lifexport.graph._structure import QUANTIZED_OPS, WeightTypes, weight_types
 
 __all__ = [

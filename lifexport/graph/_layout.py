@@ -39,7 +39,10 @@ class StateSlot:
 
     @property
     def is_spike(self) -> bool:
-        """Whether the slot holds spikes (exactly 0 or 1): the ``z`` of a spiking layer."""
+        """Whether the slot holds spikes (exactly 0 or 1), by the naming convention of the
+        package's layers: a field named ``z``. This is the default for reading a file without
+        its model; where the model is at hand, its layers declare their spike fields
+        (``NeuronModule.spike_fields``), and validation takes them from there."""
         return self.field == "z"
 
     @classmethod

@@ -27,7 +27,9 @@ triton is first imported (``torch._dynamo`` imports it, so before importing life
 3.9 reads it then): the test suite does so in its root ``conftest.py``.
 
 Which loop a sequence layer runs is its ``backend``: see :func:`use_kernel`. Nothing falls back
-to the ``scan`` loop except where ``backend="auto"``'s rules say so.
+to the ``scan`` loop except where ``backend="auto"``'s rules say so. The kernels implement the
+built-in spike methods (:data:`KERNEL_METHODS`); a layer whose surrogate was registered with
+:func:`lifexport.functional.register_surrogate` runs the ``scan`` loop.
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ from lifexport.functional.leaky_integrator import LIParameters, LIState
 from lifexport.functional.lif import LIFFeedForwardState, LIFParameters
 from lifexport.functional.lif_refrac import LIFRefracFeedForwardState, LIFRefracParameters
 from lifexport.functional.threshold import alpha_tensor
-from lifexport.kernels._ops import CHUNK, OPS
+from lifexport.kernels._ops import CHUNK, METHOD_CODES, OPS
 
 __all__ = [
     "BACKENDS",
     "DTYPES",
     "HALF_DTYPES",
+    "KERNEL_METHODS",
     "MEMORY_MODES",
     "STORE_LIMIT_BYTES",
     "check_backend",
@@ -58,6 +61,7 @@ __all__ = [
     "lif_sequence",
     "per_neuron",
     "stores_states",
+    "supports_method",
     "triton_available",
     "use_kernel",
 ]
@@ -78,6 +82,9 @@ HALF_DTYPES = (torch.float16, torch.bfloat16)
 ``torch.autocast``): ``x`` is converted to float32 in registers, exactly. Not over a state of
 another dtype: a layer converted with ``.to(torch.bfloat16)`` computes in bfloat16, which
 kernels that keep float32 in registers do not equal."""
+
+KERNEL_METHODS: tuple[str, ...] = tuple(METHOD_CODES)
+"""The spike methods whose surrogate gradients the kernels implement: the built-in ones."""
 
 MEMORY_MODES: tuple[str, ...] = ("auto", "store", "recompute")
 """What the forward keeps for the backward: ``store``, the state before every step (``NS``
@@ -141,6 +148,21 @@ def stores_states(memory: str, T: int, M: int, ns: int, dtype: torch.dtype) -> b
     return T * ns * M * dtype.itemsize <= STORE_LIMIT_BYTES
 
 
+def supports_method(method: str | None) -> bool:
+    """Whether the kernels implement ``method`` (``None``: a layer that does not spike)."""
+    return method is None or method in METHOD_CODES
+
+
+def _method_error(method: str | None) -> str | None:
+    """Why the kernels cannot run ``method``, or ``None`` when they can."""
+    if supports_method(method):
+        return None
+    return (
+        f"the fused kernels implement the surrogates {', '.join(map(repr, KERNEL_METHODS))}, "
+        f"not method {method!r}"
+    )
+
+
 def triton_available() -> bool:
     """Whether Triton is installed (it is not imported by this check)."""
     return "triton" in sys.modules or importlib.util.find_spec("triton") is not None
@@ -154,26 +176,35 @@ def _interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
 
-def use_kernel(backend: str, x: Tensor, compute_dtype: torch.dtype | None = None) -> bool:
+def use_kernel(
+    backend: str,
+    x: Tensor,
+    compute_dtype: torch.dtype | None = None,
+    method: str | None = None,
+) -> bool:
     """Whether a sequence layer with ``backend`` runs the fused kernel on input ``x``.
 
     Never while exporting (``torch.compiler.is_exporting()``): exported graphs always hold the
     step function's loop, whatever the backend. ``scan``: never. ``auto``: on CUDA tensors
-    when Triton is installed, the compute dtype is float32 and ``x`` is float32, float16 or
-    bfloat16; else ``scan`` (CPU tensors, float64, a layer converted to half precision).
-    ``triton``: always, or a clear error.
+    when Triton is installed, the compute dtype is float32, ``x`` is float32, float16 or
+    bfloat16 and the kernels implement the layer's spike ``method`` (:data:`KERNEL_METHODS`);
+    else ``scan`` (CPU tensors, float64, a layer converted to half precision, a surrogate
+    registered with :func:`lifexport.functional.register_surrogate`). ``triton``: always,
+    or a clear error.
 
     Args:
         backend: one of :data:`BACKENDS`.
         x: the input ``(T, B, ...)``.
         compute_dtype: the dtype of the layer's state and parameters (``None``: ``x``'s).
+        method: the layer's spike method (``None``: the layer does not spike).
 
     Raises:
-        RuntimeError: ``backend="triton"`` where the kernels cannot run: Triton not installed,
-            a CPU tensor without Triton's interpreter, half-precision ``x`` with a compute
-            dtype other than float32, a compute dtype other than float32 on CUDA (or other
-            than float32 or float64 in the interpreter), or ``x`` of another dtype than the
-            compute dtype that is not float16 or bfloat16.
+        RuntimeError: ``backend="triton"`` where the kernels cannot run: a ``method`` they do
+            not implement, Triton not installed, a CPU tensor without Triton's interpreter,
+            half-precision ``x`` with a compute dtype other than float32, a compute dtype
+            other than float32 on CUDA (or other than float32 or float64 in the
+            interpreter), or ``x`` of another dtype than the compute dtype that is not
+            float16 or bfloat16.
     """
     # torch 2.11 also reports is_exporting() under torch.compile; dynamo compiles the layer's
     # forward only there (exports trace it without dynamo), so that case keeps the kernel.
@@ -186,7 +217,14 @@ def use_kernel(backend: str, x: Tensor, compute_dtype: torch.dtype | None = None
             x.is_cuda
             and compute == torch.float32
             and x.dtype in (torch.float32, *HALF_DTYPES)
+            and supports_method(method)
             and triton_available()
+        )
+    unsupported = _method_error(method)
+    if unsupported is not None:
+        raise RuntimeError(
+            f"backend='triton' cannot run this layer: {unsupported}; use backend='scan' or "
+            "'auto' (which runs the scan loop for it)"
         )
     if not triton_available():
         raise RuntimeError(
@@ -246,7 +284,14 @@ def _run(
     memory: str,
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """Stack the state, lay out the parameters (and ``alpha``, ``surrogate[0]``) in its dtype,
-    choose the checkpoint interval, run op ``name``; unstack the final state."""
+    choose the checkpoint interval, run op ``name``; unstack the final state.
+
+    Raises:
+        ValueError: a spike method (``surrogate[1]``) the kernels do not implement.
+    """
+    unsupported = None if surrogate is None else _method_error(surrogate[1])
+    if unsupported is not None:
+        raise ValueError(f"p.method: {unsupported}; run such a layer with backend='scan'")
     shape = x.shape[1:]
     state = torch.stack([s.expand(shape) for s in states]).contiguous()  # (NS, *neurons)
     ps = [per_neuron(p, shape, state) for p in params]
@@ -282,7 +327,8 @@ def lif_refrac_sequence(
         ``(spikes (T, B, ...) in x's dtype, final state)``.
 
     Raises:
-        ValueError: ``memory`` is not one of :data:`MEMORY_MODES`.
+        ValueError: ``memory`` is not one of :data:`MEMORY_MODES`, or ``p.lif.method`` is
+            not one of :data:`KERNEL_METHODS`.
     """
     lif = p.lif
     params = [dt * lif.tau_mem_inv, -dt * lif.tau_syn_inv, lif.v_leak, lif.v_th, lif.v_reset]

@@ -36,6 +36,18 @@ from torch import Tensor
 CHUNK = 32
 """Checkpoint interval (steps) of the ``recompute`` memory mode; ``store`` uses 1."""
 
+METHOD_CODES: dict[str, int] = {
+    "heaviside": 0,
+    "super": 1,
+    "triangle": 2,
+    "tanh": 3,
+    "circ": 4,
+    "heavi_erfc": 5,
+}
+"""The spike methods the kernels implement, and each one's code (a constexpr argument of the
+backward kernel, which computes that surrogate's formula); other methods run the ``scan``
+loop."""
+
 
 @dataclass(frozen=True)
 class KernelModel:

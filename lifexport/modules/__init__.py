@@ -1,10 +1,20 @@
 """Thin, traceable modules over :mod:`lifexport.functional`: cells, sequence layers, stacks.
 
+A new neuron layer subclasses :class:`FeedForwardCell` (or :class:`RecurrentCell`) and
+implements the protocol :class:`NeuronModule` declares; ``SequenceLayer`` mixed in before it
+gives its time-major layer (see ``docs/extending.md``).
+
 :func:`flatten_state` turns a module's state pytree into its flat list of tensors (the order
 of an exported graph's state inputs) and back.
 """
 
 from lifexport.modules._compile import compile
+from lifexport.modules._layers import (
+    FeedForwardCell,
+    FusedSequenceLayer,
+    RecurrentCell,
+    SequenceLayer,
+)
 from lifexport.modules._neuron import NeuronModule, constant_surrogates
 from lifexport.modules._norse import from_norse
 from lifexport.modules._time import flatten_state, unrolled_time_loop
@@ -25,6 +35,8 @@ from lifexport.modules.sequential import (
 )
 
 __all__ = [
+    "FeedForwardCell",
+    "FusedSequenceLayer",
     "LI",
     "LICell",
     "LIF",
@@ -36,6 +48,8 @@ __all__ = [
     "LIFRefracRecurrent",
     "LIFRefracRecurrentCell",
     "NeuronModule",
+    "RecurrentCell",
+    "SequenceLayer",
     "SequentialState",
     "TimeLoop",
     "as_sequence",

@@ -7,9 +7,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
 from lifexport.kernels import triton_available
-from lifexport.modules._neuron import FusedSequenceLayer, NeuronModule
+from lifexport.modules._layers import FusedSequenceLayer
+from lifexport.modules._neuron import NeuronModule
 from lifexport.modules.sequential import TimeLoop
 
 __all__ = ["compile"]
@@ -27,7 +29,8 @@ class CompiledSequence(torch.nn.Module):
     def __init__(self, module: torch.nn.Module, compiled: Any) -> None:
         super().__init__()
         self.module = module
-        self._compiled = compiled
+        # Not a submodule: it wraps ``module``, whose tensors ``state_dict`` already holds once.
+        object.__setattr__(self, "_compiled", compiled)
 
     def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         if isinstance(x, Tensor) and x.dim() > 0:
@@ -54,8 +57,10 @@ def _loops_on_the_host(module: torch.nn.Module) -> bool:
         if isinstance(layer, TimeLoop):
             return True
         if isinstance(layer, NeuronModule) and layer.is_sequence:
-            fused = isinstance(layer, FusedSequenceLayer) and (
-                layer.backend == "triton" or (layer.backend == "auto" and on_cuda)
+            fused = (
+                isinstance(layer, FusedSequenceLayer)
+                and layer.kernel_supported
+                and (layer.backend == "triton" or (layer.backend == "auto" and on_cuda))
             )
             if not (fused and triton_available()):
                 return True
@@ -79,11 +84,27 @@ def compile(module: torch.nn.Module, **kwargs: Any) -> torch.nn.Module:  # noqa:
     whose every loop is a fused kernel (``backend="triton"``, or ``"auto"`` on a module already
     on CUDA), have no host loop and get CUDA graphs (recorded once per T).
 
+    Under ``DistributedDataParallel``, compile first and wrap the result:
+    ``DistributedDataParallel(lifexport.compile(model))``. The other order is refused: DDP's
+    own forward does not trace as one graph (torch 2.13: ``Unsupported`` under
+    ``fullgraph=True``), and the wrapper hides that the module is a sequence module, whose
+    time axis must be marked dynamic.
+
+    Raises:
+        TypeError: ``module`` is a ``DistributedDataParallel``.
+
     Examples:
         >>> import lifexport
         >>> net = lifexport.compile(lifexport.LIFRefrac())
         >>> spikes, state = net(torch.zeros(10, 2, 3))  # later calls may use any T
     """
+    if isinstance(module, DistributedDataParallel):
+        raise TypeError(
+            "lifexport.compile(module): expected the model itself, got a "
+            f"DistributedDataParallel around a {type(module.module).__name__}; compile the "
+            "model first, then wrap it in DistributedDataParallel: "
+            "DistributedDataParallel(lifexport.compile(model))"
+        )
     sequence = getattr(module, "is_sequence", False)
     mode = kwargs.get("mode")
     if sequence and mode is not None and _loops_on_the_host(module):

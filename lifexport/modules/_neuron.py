@@ -1,10 +1,10 @@
-"""The base of every neuron layer: parameters held as buffers (or trained parameters)."""
+"""The base of every neuron layer and the neuron-layer protocol it declares; the cell and
+sequence bases a layer builds on."""
 
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,41 +15,81 @@ from torch.utils._pytree import tree_map
 from lifexport.functional import (
     VALUE_RULES,
     check_dt,
-    check_parameters,
-    check_state,
     check_value,
 )
 from lifexport.functional.threshold import check_alpha, check_method
-from lifexport.kernels import HALF_DTYPES, check_backend, check_memory, use_kernel
-from lifexport.modules._time import time_loop
+from lifexport.kernels import (
+    HALF_DTYPES,
+)
+from lifexport.modules._protocol import protocol_problems
+
+
+def abstract(method: Callable) -> Callable:
+    """Mark a :class:`NeuronModule` method as one every concrete layer must define."""
+    method.__isabstractmethod__ = True
+    return method
 
 
 class NeuronModule(torch.nn.Module):
     """The base of every neuron layer, and the contract the layers above rely on.
 
-    Parameters: every numeric parameter (``parameter_names``) is a float tensor, a buffer or,
-    when named in ``trainable``, an ``nn.Parameter``, so ``.to()``, ``state_dict`` and
-    checkpoints just work. ``method`` (a string) and ``alpha`` (a 0-dim buffer outside
-    ``state_dict``) describe the surrogate of spiking models; both are ``None`` for models that
-    do not spike.
+    The protocol is this class: a concrete subclass is checked when Python creates it
+    (:meth:`__init_subclass__`) and gets a ``TypeError`` naming each piece it misses or gets
+    wrong. A base that leaves pieces to its subclasses says so with ``abstract=True``
+    (``class FeedForwardCell(NeuronModule, abstract=True)``). One base class, not a
+    ``typing.Protocol``: the layers share its constructor, precision rules and checks, and
+    ``isinstance(m, NeuronModule)`` is how stacks, export and validation find them.
 
-    The contract, used by :func:`lifexport.compile`, the stacks, export and validation:
+    What a concrete layer declares (class attributes):
 
-    - ``is_sequence``: ``True`` for a time-major layer whose ``forward`` takes ``(T, B, ...)``,
-      ``False`` for a cell (one step).
-    - ``initial_state(x)``: the state at rest for one step's input ``x``, a NamedTuple of
-      tensors (its pytree flattening order is the order of exported state names). Subclasses
-      define it as ``state_at_rest(x)``, in ``x``'s dtype; this applies the precision rules.
-    - ``step(x, state) -> (y, state)``: one time step, what every time loop runs and what
-      export traces; it checks shapes, not parameter values. Subclasses define it as
-      ``dynamics(x, state)``, the arithmetic in the input's dtype; ``step`` applies the
-      precision rules (:meth:`in_precision`).
+    - ``parameter_names``: the numeric parameters, in the order its parameter tuple uses;
+      each becomes a buffer (or, when named in ``trainable``, an ``nn.Parameter``), so
+      ``.to()``, ``state_dict`` and checkpoints just work. At least one.
+    - ``value_rules``: a parameter name -> its rule, one of
+      :data:`lifexport.functional.RULES` (``"positive"``, ``"non-negative"``,
+      ``"finite"``); every parameter needs one. Defaults to
+      :data:`lifexport.functional.VALUE_RULES` (the built-in models' names); a layer with
+      other names gives its own mapping.
+    - ``state_classes``: the state NamedTuple, then the NamedTuple classes of its fields
+      that nest one (``(LIFRefracFeedForwardState, LIFFeedForwardState)``: the ``lif``
+      field is annotated ``LIFFeedForwardState``).
+    - ``spike_fields``: the state fields, at any nesting level, that hold spikes (exactly 0
+      or 1, compared exactly): ``("z",)`` for a recurrent LIF state; ``()`` where the state
+      holds none (``LI``, and the feed-forward states, whose spikes are only the output).
+      Whether the output is spikes is :attr:`spikes` (the layer has a surrogate).
+    - ``membrane_call``: the index, among the surrogate spike-op calls one step makes (in
+      order; ``lifexport.functional.spike``), of the call whose input is the membrane's
+      distance from threshold, ``v - v_th``: 0 for LIF and LIF-refrac (a LIF-refrac step
+      then thresholds ``rho``); ``None`` when no call is (``LI``).
+    - ``is_sequence``: ``True`` for a time-major layer whose ``forward`` takes
+      ``(T, B, ...)``, ``False`` for a cell (one step). The bases below set it.
+
+    What a concrete layer defines (methods; the bases below define the last three):
+
+    - ``state_at_rest(x)``: the state at rest for one step's input ``x``, a NamedTuple of
+      ``state_classes[0]`` in ``x``'s dtype and device (its pytree flattening order is the
+      order of exported state names).
+    - ``dynamics(x, state) -> (y, state)``: one time step's arithmetic in the input's dtype,
+      pure torch (compiled and exported as it is: no Python ``if`` on tensor values), with
+      every spike through :func:`lifexport.functional.spike` (the layer's ``method`` and
+      :meth:`surrogate_alpha`).
     - ``output_shape(shape)``: the shape of ``y`` for a step input of ``shape``.
-    - ``check_input(x, time)``: a clear error for an input that cannot be a (time-major) input.
-    - ``check_parameter_values()``: a clear error for an out-of-range parameter, called once
-      per forward call.
+    - ``check_input(x, time)``: a clear error for an input that cannot be a (time-major)
+      input.
+    - ``forward``: a cell's step, or a sequence layer's time loop.
+
+    What this class gives, used by :func:`lifexport.compile`, the stacks, export and
+    validation:
+
+    - ``initial_state(x)``: :meth:`state_at_rest` under the precision rules.
+    - ``step(x, state) -> (y, state)``: one time step, what every time loop runs and what
+      export traces; :meth:`dynamics` under the precision rules (:meth:`in_precision`).
+    - ``check_parameter_values()``: a clear error for an out-of-range parameter (by
+      ``value_rules``), called once per forward call.
     - ``parameter_values()``: the numeric parameters by name; ``dt``, ``method``, ``alpha``
-      and :meth:`surrogate_alpha` (alpha as the spike ops take it).
+      and :meth:`surrogate_alpha` (alpha as the spike ops take it). ``method`` (a string)
+      and ``alpha`` (a 0-dim buffer outside ``state_dict``) describe the surrogate of a
+      spiking layer; both are ``None`` for a layer that does not spike.
 
     Precision: under ``torch.autocast`` on the input's device, a float32 layer runs its
     dynamics in float32, as autocast runs softmax or layer norm: float16/bfloat16 inputs and
@@ -63,10 +103,42 @@ class NeuronModule(torch.nn.Module):
     backward under the caller's autocast, so forward and backward would disagree.) A layer
     converted with ``.to(torch.bfloat16)`` (or ``.half()``, ``.double()``) is outside
     autocast's rules: it computes in its own dtype and takes inputs of that dtype only.
+
+    Examples:
+        >>> from lifexport.modules import FeedForwardCell
+        >>> class Broken(FeedForwardCell):
+        ...     parameter_names = ("v_th",)
+        Traceback (most recent call last):
+        ...
+        TypeError: Broken does not implement the neuron-layer protocol: ...
     """
 
     #: Names of the numeric parameters, in the order the subclass's parameter tuple uses.
-    parameter_names: tuple[str, ...] = ()
+    parameter_names: tuple[str, ...]
+    #: The state NamedTuple and the NamedTuple classes nested in its fields.
+    state_classes: tuple[type, ...]
+    #: State fields (any nesting level) that hold spikes, compared exactly.
+    spike_fields: tuple[str, ...]
+    #: Which spike-op call of a step thresholds ``v - v_th`` (``None``: none).
+    membrane_call: int | None
+    #: Whether ``forward`` takes a time-major sequence.
+    is_sequence: bool
+    #: Each parameter's value rule (see :data:`lifexport.functional.RULES`).
+    value_rules: Mapping[str, str] = VALUE_RULES
+
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        """Check a concrete layer against the protocol (see the class); ``abstract=True``
+        skips the check for a base that leaves pieces to its subclasses."""
+        super().__init_subclass__(**kwargs)
+        if not abstract:
+            problems = protocol_problems(cls)
+            if problems:
+                raise TypeError(
+                    f"{cls.__name__} does not implement the neuron-layer protocol: "
+                    + "; ".join(problems)
+                    + " (see lifexport.modules.NeuronModule, or pass abstract=True in the "
+                    "class statement of a base that leaves them to its subclasses)"
+                )
 
     def __init__(
         self,
@@ -78,6 +150,17 @@ class NeuronModule(torch.nn.Module):
     ) -> None:
         super().__init__()
         check_dt(dt)
+        missing = [name for name in self.parameter_names if name not in values]
+        if missing:
+            raise ValueError(
+                f"values must give every parameter of {type(self).__name__}: missing {missing}"
+            )
+        if method is None and (self.spike_fields or self.membrane_call is not None):
+            raise ValueError(
+                f"{type(self).__name__} declares spikes (spike_fields {self.spike_fields}, "
+                f"membrane_call {self.membrane_call}) but was given no method; a layer that "
+                "does not spike has spike_fields = () and membrane_call = None"
+            )
         trainable = tuple(trainable)
         unknown = sorted(set(trainable) - set(self.parameter_names))
         if unknown:
@@ -119,11 +202,11 @@ class NeuronModule(torch.nn.Module):
 
     def check_parameter_values(self) -> None:
         """Raise ``ValueError`` naming a parameter whose value is out of range (a NaN
-        ``v_th``, ``tau_mem_inv <= 0``, ...). Eager only; the forward passes call it once per
-        call, so the steps of a time loop need not read every tensor again."""
+        ``v_th``, ``tau_mem_inv <= 0``, ...) by :attr:`value_rules`. Eager only; the forward
+        passes call it once per call, so the steps of a time loop need not read every tensor
+        again."""
         for name in self.parameter_names:
-            if name in VALUE_RULES:
-                check_value(f"p.{name}", getattr(self, name), VALUE_RULES[name])
+            check_value(f"p.{name}", getattr(self, name), self.value_rules[name])
         if self.alpha is not None:
             check_alpha(self.alpha, "p.alpha")
 
@@ -180,12 +263,24 @@ class NeuronModule(torch.nn.Module):
         """One time step from an explicit state: :meth:`dynamics` under the precision rules."""
         return self.in_precision(self.dynamics, x, state)
 
+    @abstract
     def state_at_rest(self, x: Tensor) -> Any:
         """The state at rest, in ``x``'s shape (or the output's), dtype and device."""
         raise NotImplementedError
 
+    @abstract
     def dynamics(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
         """One time step's arithmetic in the input's dtype: ``(y, new state)``."""
+        raise NotImplementedError
+
+    @abstract
+    def output_shape(self, shape: torch.Size) -> torch.Size:
+        """The shape of ``y`` for a step input of ``shape``."""
+        raise NotImplementedError
+
+    @abstract
+    def check_input(self, x: Tensor, time: bool) -> None:
+        """Raise a clear error unless ``x`` can be one step's input (``time``: a sequence)."""
         raise NotImplementedError
 
     def surrogate_alpha(self) -> Tensor | float | None:
@@ -250,181 +345,3 @@ def check_time_steps(x: Tensor) -> None:
     """A sequence needs at least one time step (an empty one has no state to return)."""
     if x.shape[0] == 0:
         raise ValueError(f"input has no time steps: shape {tuple(x.shape)}, expected T >= 1")
-
-
-class FeedForwardCell(NeuronModule):
-    """One step of neurons driven by an input current of any shape ``(B, ...)``.
-
-    Subclasses define ``state_at_rest(x)``, ``dynamics(x, state)`` and ``state_classes``
-    (the state NamedTuple and, for LIF-refrac, its nested ``lif`` NamedTuple).
-    """
-
-    is_sequence = False
-
-    def output_shape(self, shape: torch.Size) -> torch.Size:
-        """The output has the input's shape."""
-        return shape
-
-    def check_input(self, x: Tensor, time: bool) -> None:
-        check_rank(x, 2 if time else 1, "(time, batch, ...)" if time else "(batch, ...)")
-
-    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        """One time step: ``(x, state=None) -> (output, state)``."""
-        self.check_input(x, time=False)
-        self.check_parameter_values()
-        return self.step(x, self.initial_state(x) if state is None else state)
-
-
-class RecurrentCell(NeuronModule):
-    """One step of recurrently connected neurons: ``(B, input_size)`` in, ``(B, hidden_size)``
-    out, with Norse's weights, initialisation and ``autapses`` switch.
-
-    When ``autapses`` is ``False`` the diagonal of ``recurrent_weights`` is zeroed and masked in
-    every step, so self-connections neither act nor learn (whatever a loaded checkpoint holds).
-    Subclasses define ``state_at_rest(x)`` and ``dynamics(x, state)`` using :meth:`weights`.
-    """
-
-    is_sequence = False
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        input_weights: Tensor | None,
-        recurrent_weights: Tensor | None,
-        autapses: bool,
-        **neuron: Any,
-    ) -> None:
-        super().__init__(**neuron)
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.autapses = autapses
-        scale = math.sqrt(2.0 / hidden_size)  # Norse's initialisation
-        self.input_weights = _weight(
-            "input_weights", input_weights, (hidden_size, input_size), scale
-        )
-        self.recurrent_weights = _weight(
-            "recurrent_weights", recurrent_weights, (hidden_size, hidden_size), scale
-        )
-        if autapses:
-            self.autapse_mask = None
-        else:
-            mask = 1.0 - torch.eye(hidden_size, dtype=self.recurrent_weights.dtype)
-            self.register_buffer("autapse_mask", mask, persistent=False)
-            with torch.no_grad():
-                self.recurrent_weights.fill_diagonal_(0.0)
-
-    def extra_repr(self) -> str:
-        return (
-            f"input_size={self.input_size}, hidden_size={self.hidden_size}, "
-            f"autapses={self.autapses}, {super().extra_repr()}"
-        )
-
-    def weights(self) -> tuple[Tensor, Tensor]:
-        """``(input_weights, recurrent_weights)`` as a step uses them (autapses masked)."""
-        w_rec = self.recurrent_weights
-        if self.autapse_mask is not None:
-            w_rec = w_rec * self.autapse_mask
-        return self.input_weights, w_rec
-
-    def output_shape(self, shape: torch.Size) -> torch.Size:
-        """``(..., input_size)`` in, ``(..., hidden_size)`` out."""
-        return torch.Size((*shape[:-1], self.hidden_size))
-
-    def check_input(self, x: Tensor, time: bool) -> None:
-        # The batch axis is optional, as in Norse: (T, input_size) runs one unbatched sequence.
-        axes = f"({'time, ' if time else ''}[batch, ]{self.input_size})"
-        check_rank(x, 2 if time else 1, axes)
-        if x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"input must have {self.input_size} features in its last dimension {axes}, "
-                f"got shape {tuple(x.shape)}"
-            )
-
-    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        """One time step: ``(x, state=None) -> (output, state)``."""
-        self.check_input(x, time=False)
-        self.check_parameter_values()
-        return self.step(x, self.initial_state(x) if state is None else state)
-
-
-class SequenceLayer:
-    """Mixed in before a cell class: the cell's step over a time-major ``(T, B, ...)`` input.
-
-    ``forward(x, state=None) -> (outputs (T, B, ...), final state)``.
-    """
-
-    is_sequence = True
-
-    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        if self.autocast_dtype(x) is not None:  # upcast once, not in every step
-            x, state = self._upcast(x), tree_map(self._upcast, state)
-        return time_loop(self.step, x, self.start(x, state))
-
-    def start(self, x: Tensor, state: Any, dtype: torch.dtype | None = None) -> Any:
-        """Check the input and parameter values; the state before the first step, in
-        ``dtype`` (the dtype the steps compute in; ``x``'s when ``None``)."""
-        self.check_input(x, time=True)
-        check_time_steps(x)
-        self.check_parameter_values()
-        x0 = x[0] if dtype in (None, x.dtype) else x[0].to(dtype)  # one step's input
-        if state is None:
-            return self.state_at_rest(x0)
-        # Checked here, before the loop, so a bad state gets its ValueError outside the
-        # traced loop body too; a state that broadcasts (a scalar v) becomes full-size, as
-        # the loop's carry must keep one shape.
-        shape = self.output_shape(x.shape[1:])
-        state = check_state(state, self.state_classes, shape, x0)
-        return tree_map(torch.Tensor.contiguous, state)
-
-
-class FusedSequenceLayer(SequenceLayer):
-    """A feed-forward sequence layer whose time loop can also run as one fused kernel
-    (:mod:`lifexport.kernels`), chosen by the keyword-only constructor argument ``backend``
-    (see :func:`lifexport.kernels.use_kernel`); exports always trace the step's loop.
-    ``memory`` chooses what the kernel's backward works from: ``"store"`` (every step's state,
-    kept by the forward: fastest), ``"recompute"`` (a checkpoint every 32 steps, the steps in
-    between recomputed: a small fraction of the memory), or ``"auto"`` (``store`` while the
-    stored states fit :data:`lifexport.kernels.STORE_LIMIT_BYTES`); see
-    :func:`lifexport.kernels.stores_states`. Both give the same values.
-
-    Subclasses define ``fused(x, state) -> (outputs, state)``, the kernel's call.
-    """
-
-    def __init__(
-        self, *args: Any, backend: str = "auto", memory: str = "auto", **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.backend = check_backend(backend)
-        self.memory = check_memory(memory)
-
-    def forward(self, x: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        self.check_input(x, time=True)
-        check_time_steps(x)
-        # The checks each step makes on the parameters' shapes, dtypes and devices, against
-        # one step's input in the dtype the steps compute in.
-        like = x[0] if self.autocast_dtype(x) is None else self._upcast(x[0])
-        check_parameters(self.p, x.shape[1:], like, values=False)
-        if not use_kernel(self.backend, x, compute_dtype=like.dtype):
-            return super().forward(x, state)
-        # The kernel reads a half-precision x itself and keeps float32 in registers.
-        return self.in_precision(self._fused, x, state, upcast_x=False)
-
-    def _fused(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
-        return self.fused(x, self.start(x, state, self.dtype))
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, backend={self.backend!r}, memory={self.memory!r}"
-
-
-def _weight(name: str, value: Tensor | None, shape: tuple[int, int], scale: float):
-    """A weight ``nn.Parameter``: the given tensor (copied) or Norse's random init."""
-    if value is None:
-        return torch.nn.Parameter(torch.randn(shape) * scale)
-    if not isinstance(value, Tensor) or tuple(value.shape) != shape:
-        got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(f"{name} must be a tensor of shape {shape}, got {got}")
-    return torch.nn.Parameter(value.detach().clone())

@@ -124,7 +124,11 @@ def time_loop(step: Step, xs: Tensor, state: Any) -> tuple[Tensor, Any]:
 
     # scan's carry must be a flat list of tensors (torch 2.13 rejects NamedTuples there).
     carry, unflatten = flatten_state(state)
-    if _SCAN_NEEDS_TRACKED_CARRIES and torch.is_grad_enabled() and torch.compiler.is_dynamo_compiling():
+    if (
+        _SCAN_NEEDS_TRACKED_CARRIES
+        and torch.is_grad_enabled()
+        and torch.compiler.is_dynamo_compiling()
+    ):
         carry = [tracked(t, _ANCHOR) for t in carry]
     if _unroll > 1 and torch.compiler.is_exporting():
         # torch 2.13: the metadata of a tensor of ceil(T / k) rows asks is_contiguous whether

@@ -9,9 +9,10 @@ from collections.abc import Iterable
 
 from torch import Tensor
 
-from lifexport.functional.leaky_integrator import LIParameters, LIState, li_feed_forward_step
 from lifexport import kernels
-from lifexport.modules._neuron import FeedForwardCell, FusedSequenceLayer, rest
+from lifexport.functional.leaky_integrator import LIParameters, LIState, li_feed_forward_step
+from lifexport.modules._layers import FeedForwardCell, FusedSequenceLayer
+from lifexport.modules._neuron import rest
 
 __all__ = ["LICell", "LI"]
 
@@ -32,6 +33,8 @@ class LICell(FeedForwardCell):
 
     parameter_names = ("tau_syn_inv", "tau_mem_inv", "v_leak")
     state_classes = (LIState,)
+    spike_fields = ()  # does not spike
+    membrane_call = None
 
     def __init__(
         self, p: LIParameters = LIParameters(), dt: float = 0.001, trainable: Iterable[str] = ()
@@ -56,7 +59,7 @@ class LI(FusedSequenceLayer, LICell):
     potential ``(T, B, ...)`` and the final state. Arguments as :class:`LICell`, and
     ``backend``: ``"auto"``, ``"scan"`` or ``"triton"`` (see
     :func:`lifexport.kernels.use_kernel`), and ``memory`` (see
-    :class:`~lifexport.modules._neuron.FusedSequenceLayer`)."""
+    :class:`~lifexport.modules.FusedSequenceLayer`)."""
 
     def fused(self, x: Tensor, state: LIState) -> tuple[Tensor, LIState]:
         return kernels.li_sequence(x, state, self.p, self.dt, self.memory)

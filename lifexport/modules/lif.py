@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import Tensor
 
+from lifexport import kernels
 from lifexport.functional.lif import (
     LIFFeedForwardState,
     LIFParameters,
@@ -18,14 +19,13 @@ from lifexport.functional.lif import (
     lif_feed_forward_step,
     lif_step,
 )
-from lifexport import kernels
-from lifexport.modules._neuron import (
+from lifexport.modules._layers import (
     FeedForwardCell,
     FusedSequenceLayer,
     RecurrentCell,
     SequenceLayer,
-    rest,
 )
+from lifexport.modules._neuron import rest
 
 __all__ = ["LIFCell", "LIF", "LIFRecurrentCell", "LIFRecurrent"]
 
@@ -53,6 +53,8 @@ class LIFCell(_LIFParameters, FeedForwardCell):
     """One feed-forward LIF step on an input current ``(B, ...)``; returns ``(z, state)``."""
 
     state_classes = (LIFFeedForwardState,)
+    spike_fields = ()  # the spikes are the output only
+    membrane_call = 0  # the step thresholds v - v_th
 
     def __init__(
         self, p: LIFParameters = LIFParameters(), dt: float = 0.001, trainable: Iterable[str] = ()
@@ -72,14 +74,14 @@ class LIF(FusedSequenceLayer, LIFCell):
     Arguments as :class:`LIFCell`, and ``backend``: ``"auto"``, ``"scan"`` or ``"triton"``
     (see :func:`lifexport.kernels.use_kernel`), and ``memory``: ``"auto"``, ``"store"`` or
     ``"recompute"`` (what the kernel's backward keeps; see
-    :class:`~lifexport.modules._neuron.FusedSequenceLayer`).
+    :class:`~lifexport.modules.FusedSequenceLayer`).
     """
 
     def fused(self, x: Tensor, state: LIFFeedForwardState) -> tuple[Tensor, LIFFeedForwardState]:
         return kernels.lif_sequence(x, state, self.p, self.dt, self.memory)
 
 
-class RecurrentNeuronCell(RecurrentCell):
+class RecurrentNeuronCell(RecurrentCell, abstract=True):
     """The constructor of the LIF and LIF-refrac recurrent cells: Norse's arguments, with
     ``p`` of the class's ``parameter_tuple`` (its defaults when ``None``).
 
@@ -90,7 +92,7 @@ class RecurrentNeuronCell(RecurrentCell):
         dt: integration step in seconds.
         input_weights: ``(hidden_size, input_size)``; Norse's random init when ``None``.
         recurrent_weights: ``(hidden_size, hidden_size)``; Norse's random init when ``None``.
-        autapses: allow self-connections (see :class:`~lifexport.modules._neuron.RecurrentCell`).
+        autapses: allow self-connections (see :class:`~lifexport.modules.RecurrentCell`).
         trainable: names of neuron parameters to learn.
     """
 
@@ -117,6 +119,8 @@ class LIFRecurrentCell(_LIFParameters, RecurrentNeuronCell):
     :class:`RecurrentNeuronCell`, ``p`` a :class:`LIFParameters`)."""
 
     state_classes = (LIFState,)
+    spike_fields = ("z",)
+    membrane_call = 0
 
     def state_at_rest(self, x: Tensor) -> LIFState:
         shape = self.output_shape(x.shape)

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import Tensor
 
+from lifexport import kernels
 from lifexport.functional.lif import LIFFeedForwardState, LIFParameters, LIFState
 from lifexport.functional.lif_refrac import (
     LIFRefracFeedForwardState,
@@ -21,8 +22,8 @@ from lifexport.functional.lif_refrac import (
     lif_refrac_feed_forward_step,
     lif_refrac_step,
 )
-from lifexport import kernels
-from lifexport.modules._neuron import FeedForwardCell, FusedSequenceLayer, SequenceLayer, rest
+from lifexport.modules._layers import FeedForwardCell, FusedSequenceLayer, SequenceLayer
+from lifexport.modules._neuron import rest
 from lifexport.modules.lif import LIF_NAMES, RecurrentNeuronCell
 
 __all__ = ["LIFRefracCell", "LIFRefrac", "LIFRefracRecurrentCell", "LIFRefracRecurrent"]
@@ -68,6 +69,8 @@ class LIFRefracCell(_LIFRefracParameters, FeedForwardCell):
     """
 
     state_classes = (LIFRefracFeedForwardState, LIFFeedForwardState)
+    spike_fields = ()  # the spikes are the output only
+    membrane_call = 0  # the step thresholds v - v_th, then rho
 
     def __init__(
         self,
@@ -98,7 +101,7 @@ class LIFRefrac(FusedSequenceLayer, LIFRefracCell):
     Arguments as :class:`LIFRefracCell`, and ``backend``: ``"auto"``, ``"scan"`` or
     ``"triton"`` (see :func:`lifexport.kernels.use_kernel`), and ``memory``: ``"auto"``,
     ``"store"`` or ``"recompute"`` (what the kernel's backward keeps; see
-    :class:`~lifexport.modules._neuron.FusedSequenceLayer`).
+    :class:`~lifexport.modules.FusedSequenceLayer`).
 
     Examples:
         >>> z, state = LIFRefrac()(torch.full((8, 1, 2), 20.0))
@@ -119,6 +122,8 @@ class LIFRefracRecurrentCell(_LIFRefracParameters, RecurrentNeuronCell):
     """
 
     state_classes = (LIFRefracState, LIFState)
+    spike_fields = ("z",)  # state.lif.z
+    membrane_call = 0
 
     def state_at_rest(self, x: Tensor) -> LIFRefracState:
         """Rest for a step input ``x`` of shape ``(B, input_size)``."""

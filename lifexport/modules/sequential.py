@@ -8,13 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lifexport.modules._neuron import (
-    NeuronModule,
-    RecurrentCell,
-    check_rank,
-    check_time_steps,
-    rest,
-)
+from lifexport.modules._layers import RecurrentCell
+from lifexport.modules._neuron import NeuronModule, check_rank, check_time_steps, rest
 from lifexport.modules._time import time_loop
 
 __all__ = [

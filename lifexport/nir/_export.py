@@ -122,9 +122,7 @@ def _neuron_node(layer: NeuronModule, shape: tuple[int, ...], dt: float):
         return nir.CubaLI(**common, metadata=metadata)
     if "rho_reset" in v:
         metadata[RHO_RESET] = v["rho_reset"]
-    return nir.CubaLIF(
-        **common, v_threshold=v["v_th"], v_reset=v["v_reset"], metadata=metadata
-    )
+    return nir.CubaLIF(**common, v_threshold=v["v_th"], v_reset=v["v_reset"], metadata=metadata)
 
 
 def _recurrent_node(layer: NeuronModule, dt: float):
@@ -241,8 +239,16 @@ def _node(layer: torch.nn.Module, shape: tuple[int, ...], dt: float):
 
 #: Layers to_nir writes (the recurrent cells are subclasses of NeuronModule too).
 _WRITABLE = (
-    LIFCell, LIFRefracCell, LICell, LIFRecurrentCell, LIFRefracRecurrentCell, torch.nn.Linear,
-    torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.AvgPool2d, torch.nn.Flatten,
+    LIFCell,
+    LIFRefracCell,
+    LICell,
+    LIFRecurrentCell,
+    LIFRefracRecurrentCell,
+    torch.nn.Linear,
+    torch.nn.Conv1d,
+    torch.nn.Conv2d,
+    torch.nn.AvgPool2d,
+    torch.nn.Flatten,
 )
 
 
@@ -271,9 +277,7 @@ def _warn_refractory(layers: list[tuple[str, torch.nn.Module]]) -> None:
         )
 
 
-def to_nir(
-    model: torch.nn.Module, dt: float = 1e-3, *, input_shape: Sequence[int] | None = None
-):
+def to_nir(model: torch.nn.Module, dt: float = 1e-3, *, input_shape: Sequence[int] | None = None):
     """A lifexport model as a NIR graph, the format neuromorphic hardware and other SNN
     libraries (Norse, snnTorch, SpikingJelly, Spyx) read.
 

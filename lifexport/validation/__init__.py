@@ -15,10 +15,14 @@ from there. To tell such a numerical flip from a bug, the torch run records the 
 spike op (``v - v_th``) per layer and step; a flip where that margin is within
 ``numerical_margin`` is reported but does not fail. See ``_reference.py`` for how.
 
-Modules, one concern each: ``_drive`` (the drive a file expects), ``_reference``
-(the eager torch run and its margins), ``_runtime`` (onnxruntime sessions and time loops),
-``_compare`` (differences, first mismatch), ``_report`` (the result dataclasses),
-``_validate`` (the entry point).
+Modules, one concern each: ``_validate`` (the entry point, a sequence of stages),
+``_arguments`` (the arguments that need no file), ``_precision`` (provider settings,
+tolerances, strict float32), ``_drive`` (the drive a file expects), ``_model`` (the model
+against the file's contract), ``_reference`` (the eager torch run on the step path, with its
+margins and per-step states), ``_case`` (the reference and feeds of each drive), ``_runtime``
+(onnxruntime sessions and time loops), ``_providers`` (each provider's run and comparison),
+``_compare`` (differences, first mismatch), ``_diagnose`` (locating a mismatch, teacher
+forcing), ``_report`` (the result dataclasses), ``_assemble`` (the report of a validation).
 
 For tools around a file: :data:`PROVIDERS` (the providers tried by default),
 :func:`read_graph` (a file's interface and metadata), :func:`make_session` (an onnxruntime

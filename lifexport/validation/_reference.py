@@ -7,13 +7,21 @@ A :class:`~torch.utils._python_dispatch.TorchDispatchMode` sees each such call (
 autograd, so training runs record too), and each neuron layer's ``step`` is wrapped, on the
 instance and only for the run, so that each call is filed under the layer and time step that
 made it, whatever the order layers run in (a stack of cells runs layer by layer each step, a
-stack of sequence layers runs each layer through all steps). Within one layer step the first
-call is the membrane (LIF and LIF-refrac steps threshold ``v - v_th`` first; a LIF-refrac step
-then thresholds ``rho``), and its ``|x|`` is the margin. ``method="heaviside"`` has no
+stack of sequence layers runs each layer through all steps). Which call of a layer step is the
+membrane is the layer's to declare (``NeuronModule.membrane_call``, the index among the step's
+spike calls; LIF and LIF-refrac steps threshold ``v - v_th`` first, index 0, and a LIF-refrac
+step then thresholds ``rho``; ``None``: no call is, no margin), and its ``|x|`` is the margin.
+The state fields that hold spikes, compared exactly, are the layer's ``spike_fields`` (``z``
+where a layer declares none). ``method="heaviside"`` has no
 custom op: there the ``aten.gt.Scalar(x, 0)`` that ``heaviside`` calls is recorded instead
 (calls of another shape than the layer's output, such as parameter checks, are dropped).
 Leaky integrators call none and have no margin. The same wrappers record each layer's state
 after every step, so a sequence graph's states can be compared step by step too.
+
+The reference runs the step path the graph was traced from, whatever a layer's ``backend``:
+for the run, every fused sequence layer is set to the ``scan`` backend (:func:`step_path`),
+whose time loop calls the layer's ``step`` (the fused kernel computes the same arithmetic but
+never calls it, so neither margins nor per-step states could be recorded).
 """
 
 from __future__ import annotations
@@ -32,14 +40,13 @@ from torch.utils._pytree import tree_leaves, tree_map
 from lifexport.functional import SURROGATES
 from lifexport.graph import LOSS, GraphContract, GraphFile, StateLayout, Y
 from lifexport.modules import (
+    FusedSequenceLayer,
     NeuronModule,
     SequentialState,
     as_sequence,
     neuron_layers,
     step_module,
 )
-
-_SPIKE_OPS = frozenset(op for s in SURROGATES.values() for op in (s.spike, s.spike_attr))
 
 
 def to_numpy(t: Tensor) -> np.ndarray:
@@ -63,9 +70,11 @@ class Reference:
             (every output of a step graph, ``y`` of a sequence graph).
         stepped: see ``outputs``.
         states: ``next_state.<k>.<field>`` -> the state after every step, ``(T, B, ...)``.
-        membrane: layer ``k`` -> ``v_decayed - v_th`` at every step, ``(T, B, ...)``.
+        membrane: layer ``k`` -> ``v_decayed - v_th`` at every step, ``(T, B, ...)``: the
+            input of the layer's :func:`membrane_call`; absent where it declares none.
         owners: output name -> the layer ``k`` that produces it.
-        spike_names: outputs compared exactly (spikes).
+        spike_names: outputs compared exactly (spikes): ``y`` of a spiking output layer and
+            the state fields each layer declares (:func:`spike_fields`).
     """
 
     outputs: dict[str, np.ndarray]
@@ -83,11 +92,15 @@ class _SpikeRecorder(TorchDispatchMode):
         super().__init__()
         self.calls: list[np.ndarray] | None = None
         self.heaviside = False
+        # Read when recording starts, so surrogates registered after import count too.
+        self.spike_ops = frozenset(
+            op for s in SURROGATES.values() for op in (s.spike, s.spike_attr)
+        )
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if self.calls is not None and (
-            func in _SPIKE_OPS
+            func in self.spike_ops
             or (self.heaviside and func is torch.ops.aten.gt.Scalar and args[1] == 0)
         ):
             self.calls.append(to_numpy(args[0]).copy())
@@ -137,18 +150,49 @@ def _watch(
                 vars(layer)["step"] = saved[k]
 
 
-def _membrane(log: _LayerLog) -> np.ndarray | None:
-    """The first spike call of every step, stacked; ``None`` if some step made none."""
-    first = [calls[0] for calls in log.calls if calls]
-    if not first or len(first) != len(log.calls) or len({a.shape for a in first}) != 1:
+@contextmanager
+def step_path(model: torch.nn.Module) -> Iterator[None]:
+    """Every fused sequence layer of ``model`` on the ``scan`` backend for the duration, so
+    that its time loop calls its ``step``; then each on its own backend again, also after an
+    error."""
+    fused = [m for m in model.modules() if isinstance(m, FusedSequenceLayer)]
+    saved = [(m, m.backend) for m in fused]
+    try:
+        for m in fused:
+            m.backend = "scan"
+        yield
+    finally:
+        for m, backend in saved:
+            m.backend = backend
+
+
+def membrane_call(layer: NeuronModule) -> int | None:
+    """The index of the spike call whose input is ``v - v_th`` among a step's calls, as the
+    layer declares it (see :class:`~lifexport.modules.NeuronModule`)."""
+    return layer.membrane_call
+
+
+def spike_fields(layer: NeuronModule) -> tuple[str, ...]:
+    """The state fields that hold spikes, as the layer declares them (see
+    :class:`~lifexport.modules.NeuronModule`)."""
+    return tuple(layer.spike_fields)
+
+
+def _membrane(log: _LayerLog, call: int | None) -> np.ndarray | None:
+    """Spike call ``call`` of every step, stacked; ``None`` if ``call`` is ``None`` or some
+    step made no such call."""
+    if call is None:
         return None
-    return np.stack(first)
+    picked = [calls[call] for calls in log.calls if len(calls) > call]
+    if not picked or len(picked) != len(log.calls) or len({a.shape for a in picked}) != 1:
+        return None
+    return np.stack(picked)
 
 
 def warm_state(model: torch.nn.Module, warmup: Tensor) -> Any:
     """The state ``model`` reaches from rest over the drive ``warmup`` ``(T, B, ...)``, laid
-    out as its ``initial_state``; no gradient."""
-    with torch.no_grad():
+    out as its ``initial_state``, on the step path; no gradient."""
+    with torch.no_grad(), step_path(model):
         rest = step_module(model).initial_state(warmup[0])
         _, final = as_sequence(model)(warmup, rest)
     return _detach(final)
@@ -230,13 +274,19 @@ def run_torch(
     initial: Any = None,
 ) -> Reference:
     """Run ``model`` eagerly as the graph computes: one step at a time (step graph) or over
-    the whole sequence (sequence graph), from ``initial`` (a state as the model's
-    ``initial_state`` lays it out; ``None``: rest); in training mode also the loss and
-    ``torch.autograd`` gradients of ``parameters`` (graph input name -> parameter)."""
+    the whole sequence (sequence graph), on the step path whatever the layers' backends
+    (:func:`step_path`), from ``initial`` (a state as the model's ``initial_state`` lays it
+    out; ``None``: rest); in training mode also the loss and ``torch.autograd`` gradients of
+    ``parameters`` (graph input name -> parameter). Spike fields and membrane calls are the
+    layers' own (:func:`spike_fields`, :func:`membrane_call`)."""
     contract = info.contract
     layers = neuron_layers(model)
     objective = _Objective(contract, parameters, loss)
-    with _watch(layers, _SpikeRecorder()) as logs, torch.set_grad_enabled(contract.training):
+    with (
+        step_path(model),
+        _watch(layers, _SpikeRecorder()) as logs,
+        torch.set_grad_enabled(contract.training),
+    ):
         if contract.kind == "step":
             outputs = _step_outputs(step_module(model), contract, xs, target, objective, initial)
             stepped = frozenset(outputs)
@@ -245,20 +295,22 @@ def run_torch(
             stepped = frozenset({Y})
     reference = Reference(outputs, stepped)
     last = output_layer(model)
+    spikes = set()
     for k, layer in layers:
         slots = [slot for slot in contract.states if slot.layer == k]
         log = logs[k]
         if log.states and all(len(s) == len(slots) for s in log.states):
             for j, slot in enumerate(slots):
                 reference.states[slot.next_name] = np.stack([s[j] for s in log.states])
-        membrane = _membrane(log)
+        membrane = _membrane(log, membrane_call(layer))
         if membrane is not None:
             reference.membrane[k] = membrane
         for slot in slots:
             reference.owners[slot.next_name] = k
+            if slot.field in spike_fields(layer):
+                spikes.add(slot.next_name)
         if layer is last:
             reference.owners[Y] = k
-    spikes = set(contract.spike_states)
     if last is not None and last.method is not None:
         spikes.add(Y)
     reference.spike_names = frozenset(spikes)

@@ -60,11 +60,11 @@ def test_layer_under_autocast_reads_half_input_into_the_kernel(monkeypatch, mode
 
 @triton.jit
 def _round_kernel(src, dst, n, BLOCK: tl.constexpr):
-    from lifexport.kernels._triton import _round
+    from lifexport.kernels._triton_step import round_to
 
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
-    tl.store(dst + offs, _round(tl.load(src + offs, mask=mask), dst.dtype.element_ty), mask=mask)
+    tl.store(dst + offs, round_to(tl.load(src + offs, mask=mask), dst.dtype.element_ty), mask=mask)
 
 
 def _float32_values() -> torch.Tensor:

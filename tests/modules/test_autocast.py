@@ -268,8 +268,8 @@ def test_float64_input_under_autocast_is_not_coerced():
 
 
 def test_grad_scaler_float16_training_step_then_export(tmp_path):
-    # The README's recipe: autocast float16 with a GradScaler; the parameters and their
-    # gradients stay float32, and the trained model exports and validates as before.
+    # The recipe in docs/validation.md: autocast float16 with a GradScaler; the parameters and
+    # their gradients stay float32, and the trained model exports and validates as before.
     torch.manual_seed(0)
     model = SequentialState(
         torch.nn.Linear(N, 8),

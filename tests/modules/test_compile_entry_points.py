@@ -301,3 +301,15 @@ def test_plain_torch_compile_on_cuda_equals_eager(name: str) -> None:
     model = build(name).cuda()
     x = drive(name).detach().cuda().requires_grad_()
     assert_same_forward_and_backward(model, torch.compile(model), x)
+
+
+def test_compiled_state_dict_holds_each_tensor_once():
+    # The compiled wrapper's state_dict is the model's, under "module.", once: it loads into
+    # another compiled copy of the same model.
+    model = SEQUENCE_MODELS["SequentialState"]()
+    compiled = lifexport.compile(model)
+    assert list(compiled.state_dict()) == [f"module.{k}" for k in model.state_dict()]
+    other = lifexport.compile(SEQUENCE_MODELS["SequentialState"]())
+    other.load_state_dict(compiled.state_dict())
+    for a, b in zip(other.module.state_dict().values(), model.state_dict().values()):
+        assert torch.equal(a, b)

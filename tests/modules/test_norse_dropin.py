@@ -21,9 +21,7 @@ from torch.utils._pytree import tree_leaves
 import lifexport as lx
 from lifexport.functional import (
     LIFFeedForwardState,
-    LIFParameters,
     LIFRefracFeedForwardState,
-    LIFRefracParameters,
     LIFRefracState,
     LIFState,
     LIState,

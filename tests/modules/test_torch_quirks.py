@@ -12,6 +12,7 @@ from torch._higher_order_ops.scan import scan
 import lifexport
 from lifexport.modules import _time
 
+
 def scan_carry_gradient_error() -> float:
     """The largest error of a compiled scan's input gradient when its initial carry does not
     require grad: v' = v / 2 + x, y = v * x, a weighted loss over y."""

@@ -11,7 +11,7 @@ import torch
 
 import lifexport
 from lifexport.validation import validate
-from lifexport.validation._validate import provider_settings, strict_float32
+from lifexport.validation._precision import provider_settings, strict_float32
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 

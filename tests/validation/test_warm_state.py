@@ -25,13 +25,15 @@ def swapped(exported, tmp_path_factory):
     return model, edited(path, folder / "swapped.onnx", edit=swap_inputs("state.1.v", "state.1.i"))
 
 
-def test_a_graph_right_only_from_rest_fails_from_a_warm_state(swapped):
+def test_a_graph_right_only_from_rest_fails_from_a_warm_state(exported, swapped):
     model, path = swapped
     report = validate(model, path, steps=60, providers=[CPU])
     cpu = report.providers[CPU]
-    # from rest, the swap changes nothing: every value equal
+    # from rest, the swap changes nothing: every value as the intact graph's (which may
+    # differ from torch's in the last bit, by the CPU's rounding)
+    intact = validate(model, exported("stack_sequence")[1], steps=60, providers=[CPU])
     assert cpu.first_mismatch is None and cpu.spikes_equal
-    assert all(value == 0 for value in cpu.max_abs.values())
+    assert cpu.max_abs == intact.providers[CPU].max_abs and cpu.max_abs["y"] == 0
     # from the warm state v and i differ: a real mismatch, a local error from the first step
     warm = cpu.warm
     assert (warm.drive, warm.steps) == ("warm", 20)
