@@ -2,42 +2,48 @@
 
 Layers, each importing only those above it in this list: :mod:`lifexport.functional`
 (pure torch steps), kernels (fused time loops), modules, graph (the contract of an exported
-file), export, nir, validation; then the tools (cli, demo, bench). See docs/architecture.md.
+file), export, nir, validation, runtime (numpy and onnxruntime only: runs a file); then the
+tools (cli, demo, bench). See docs/architecture.md.
 """
 
-from lifexport import functional
 from lifexport._version import __version__
 from lifexport.errors import ExportError, LifexportError, ValidationError
-from lifexport.modules import (
-    LI,
-    LIF,
-    LICell,
-    LIFCell,
-    LIFRecurrent,
-    LIFRecurrentCell,
-    LIFRefrac,
-    LIFRefracCell,
-    LIFRefracRecurrent,
-    LIFRefracRecurrentCell,
-    SequentialState,
-    TimeLoop,
-    compile,
-    from_norse,
-)
-from lifexport.nir import from_nir as from_nir  # nir imported on use
-from lifexport.nir import to_nir as to_nir
 
-# The ONNX layers need the optional onnx/onnxruntime/onnxscript packages: imported on first use.
+# Every layer is imported on first use: torch for the models, the optional onnx, onnxruntime,
+# onnxscript and nir packages for the others; ``lifexport.runtime`` needs numpy and
+# onnxruntime only, so ``import lifexport`` itself imports none of them.
+_MODULES = ("functional", "kernels", "modules", "graph", "export", "nir", "validation", "runtime")
 _LAZY = {  # name: (module, attribute or None for the module itself)
-    "export": ("lifexport.export", None),
+    **{name: (f"lifexport.{name}", None) for name in _MODULES},
+    **{
+        name: ("lifexport.modules", name)
+        for name in (
+            "LI",
+            "LIF",
+            "LICell",
+            "LIFCell",
+            "LIFRecurrent",
+            "LIFRecurrentCell",
+            "LIFRefrac",
+            "LIFRefracCell",
+            "LIFRefracRecurrent",
+            "LIFRefracRecurrentCell",
+            "SequentialState",
+            "TimeLoop",
+            "compile",
+            "from_norse",
+        )
+    },
+    "from_nir": ("lifexport.nir", "from_nir"),
+    "to_nir": ("lifexport.nir", "to_nir"),
     "to_onnx": ("lifexport.export", "to_onnx"),
     "ExportedModel": ("lifexport.export", "ExportedModel"),
     "GraphFile": ("lifexport.graph", "GraphFile"),
     "read_graph": ("lifexport.graph", "read_graph"),
-    "validation": ("lifexport.validation", None),
     "validate": ("lifexport.validation", "validate"),
     "ValidationReport": ("lifexport.validation", "ValidationReport"),
     "assert_valid": ("lifexport.validation", "assert_valid"),
+    "Session": ("lifexport.runtime", "Session"),
 }
 
 
@@ -54,6 +60,8 @@ def __getattr__(name: str):
 __all__ = [
     "ExportedModel",
     "GraphFile",
+    "Session",
+    "runtime",
     "read_graph",
     "ValidationReport",
     "assert_valid",

@@ -12,8 +12,20 @@ import lifexport
 
 PACKAGE = Path(lifexport.__file__).parent
 #: Lowest first; a module may import its own layer and those before it. Top-level modules
-#: (demo, errors, version) and the TOOLS subpackages are the tools layer.
-LAYERS = ("functional", "kernels", "modules", "graph", "export", "nir", "validation", "digits")
+#: (demo, errors, version) and the TOOLS subpackages are the tools layer. ``runtime`` sits
+#: right above ``graph``: it reads the contract and nothing else of the package (it must run
+#: without torch), and no layer below the tools runs files through it.
+LAYERS = (
+    "functional",
+    "kernels",
+    "modules",
+    "graph",
+    "runtime",
+    "export",
+    "nir",
+    "validation",
+    "digits",
+)
 #: Subpackages of the tools layer: above every layer, each with its own private modules.
 TOOLS = ("cli", "bench")
 BELOW_EVERYTHING = {"lifexport.errors", "lifexport._version", "lifexport.limits"}
@@ -67,3 +79,11 @@ def test_imports_go_down_and_not_into_private_modules(path: Path) -> None:
 def test_the_layer_list_covers_every_subpackage() -> None:
     subpackages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
     assert subpackages <= {*LAYERS, *TOOLS}, subpackages - {*LAYERS, *TOOLS}
+
+
+def test_the_runtime_reads_only_the_contract() -> None:
+    # numpy and onnxruntime only: of the package, the graph layer and what sits below all.
+    for path in sorted((PACKAGE / "runtime").glob("*.py")):
+        for imported in _imports(path):
+            layer = imported.split(".")[1] if "." in imported else ""
+            assert imported in BELOW_EVERYTHING or layer in ("graph", "runtime"), imported

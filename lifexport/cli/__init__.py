@@ -1,5 +1,5 @@
 """The ``lifexport`` command (also ``python -m lifexport``): ``demo``, ``export``, ``validate``,
-``nir``, ``bench``.
+``run``, ``nir``, ``bench``.
 
 Exit codes: 0 success, 1 a validation mismatch, 2 a usage error (bad arguments, a missing,
 unreadable or unwritable file, an input of the wrong shape, a model spec that does not give a
@@ -11,8 +11,8 @@ one JSON document on stdout; progress goes to stderr. ``validate`` runs the mode
 
 Modules, by job: ``_common`` (exit codes, the usage error, output files), ``_arguments``
 (argument types and shared options), ``_load`` (model specs and tensor files), ``_progress``,
-and one module per command (group): ``_demo``, ``_export``, ``_validate``, ``_nir``,
-``_bench``. Each imports torch, onnx and the package's layers only when its command runs.
+and one module per command (group): ``_demo``, ``_export``, ``_validate``, ``_run``,
+``_nir``, ``_bench``. Each imports torch, onnx and the package's layers only when its command runs.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from lifexport.cli._demo import add_demo
 from lifexport.cli._export import add_export
 from lifexport.cli._nir import add_nir
 from lifexport.cli._progress import progress_bar
+from lifexport.cli._run import add_run
 from lifexport.cli._validate import add_validate
 from lifexport.errors import LifexportError
 
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"lifexport {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_demo, add_export, add_validate, add_nir, add_bench):
+    for add in (add_demo, add_export, add_validate, add_run, add_nir, add_bench):
         add(commands)
     return parser
 

@@ -23,6 +23,7 @@ from lifexport.export._domain import (
 )
 from lifexport.export._files import save_model
 from lifexport.export._graph import strip_node_metadata
+from lifexport.export._rewrite import lean_graph
 
 
 class _Function(torch.nn.Module):
@@ -97,7 +98,9 @@ def export_program(
     Returns:
         The model, without the exporter's per-node debug metadata (stack traces, local
         paths); it passed ``onnx.checker.check_model(full_check=True)`` and
-        :func:`check_op_set`.
+        :func:`check_op_set`. An inference model has repeated nodes merged and each spike
+        compare ``v`` with ``v_th`` directly (:func:`~lifexport.export._rewrite.lean_graph`):
+        fewer nodes per time step, the same bits.
 
     Raises:
         ExportError: the exporter failed, or the model failed a check.
@@ -140,7 +143,10 @@ def export_program(
             )
     except Exception as e:
         raise ExportError(f"torch.onnx.export failed in {mode} mode: {e}") from e
-    model = strip_node_metadata(program.model_proto)
+    model = program.model_proto
+    if mode == "inference":  # a training graph's gradients need the arithmetic form
+        model = lean_graph(model)
+    model = strip_node_metadata(model)
     if mode == "training":
         attach_functions(model)
     for key, value in (metadata or {}).items():

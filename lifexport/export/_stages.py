@@ -126,12 +126,18 @@ def build_contract(
     target: Tensor | None,
 ) -> GraphContract:
     """Stage 3: the graph's interface; training graphs take the trainable parameters by the
-    model's own ``named_parameters`` names."""
+    model's own ``named_parameters`` names. A graph with state inputs records the model's
+    state at rest for the example (``lifexport.initial_state``)."""
     training = mode == "training"
+    states = probe.layout.slots if with_state or graph == "step" else ()
+    try:
+        initial = probe.layout.initial_values(probe.state) if states else None
+    except ValueError as error:
+        raise ExportError(f"cannot record the model's state at rest: {error}") from error
     return GraphContract(
         kind=graph,
         mode=mode,
-        states=probe.layout.slots if with_state or graph == "step" else (),
+        states=states,
         example_shape=tuple(example_input.shape),
         dtype=str(example_input.dtype).removeprefix("torch."),
         parameters=tuple(n for n, p in model.named_parameters() if p.requires_grad)
@@ -140,6 +146,7 @@ def build_contract(
         target_rank=None if target is None else target.dim(),
         layers=_layer_metadata(model),
         version=__version__,
+        initial_state=initial,
     )
 
 

@@ -12,8 +12,12 @@ the graph itself shows (the type and shape of ``x``, its time loops, int8 weight
 file claims them: :func:`weight_types`), naming the metadata key or input that disagrees.
 
 Modules, one concern each: ``_metadata`` (the keys and checked reading of their values),
+``_initial`` (the state at rest a file records), ``_slot`` (a state's names),
 ``_contract`` (the interface and its names), ``_layout`` (a model's state as slots),
 ``_structure`` (what the graph itself holds), ``_file`` (:func:`read_graph`).
+
+Only :class:`StateLayout` needs torch, and it is imported on first use: the contract and its
+metadata read with the standard library alone (``lifexport.runtime`` runs without torch).
 
 Names (``<k>``: the layer's index in its stack, 0 for a single layer; ``<field>``: ``z``,
 ``v``, ``i``, ``rho``):
@@ -29,7 +33,7 @@ training      parameters first, ``target`` after ``x``  ``loss`` first, ``grad.<
 
 from lifexport.graph._contract import GRAD_PREFIX, LOSS, TARGET, GraphContract, X, Y
 from lifexport.graph._file import GraphFile, read_graph
-from lifexport.graph._layout import StateLayout, StateSlot
+from lifexport.graph._initial import INITIAL_STATE_KEY, InitialValue
 from lifexport.graph._metadata import (
     GRAPHS,
     METADATA,
@@ -38,11 +42,22 @@ from lifexport.graph._metadata import (
     SOURCE_KEY,
     MetadataKey,
 )
+from lifexport.graph._slot import StateSlot
 from lifexport.graph._structure import QUANTIZED_OPS, WeightTypes, weight_types
+
+
+def __getattr__(name: str):
+    if name == "StateLayout":  # torch: imported on first use
+        from lifexport.graph._layout import StateLayout
+
+        return StateLayout
+    raise AttributeError(f"module 'lifexport.graph' has no attribute {name!r}")
+
 
 __all__ = [
     "GRAD_PREFIX",
     "GRAPHS",
+    "INITIAL_STATE_KEY",
     "LOSS",
     "METADATA",
     "MODES",
@@ -54,6 +69,7 @@ __all__ = [
     "Y",
     "GraphContract",
     "GraphFile",
+    "InitialValue",
     "MetadataKey",
     "StateLayout",
     "StateSlot",

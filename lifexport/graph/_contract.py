@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from lifexport.graph._layout import NEXT_PREFIX, StateSlot
+from lifexport.graph._initial import InitialValue, initial_state_text, parse_initial_state
 from lifexport.graph._metadata import (
     FLOAT_DTYPES,
     GRAPHS,
@@ -24,6 +24,7 @@ from lifexport.graph._metadata import (
     parse_example_shape,
     short,
 )
+from lifexport.graph._slot import NEXT_PREFIX, StateSlot
 
 #: Fixed input and output names.
 X, TARGET, Y, LOSS = "x", "target", "y", "loss"
@@ -51,6 +52,8 @@ class GraphContract:
         version: the lifexport version that exported it.
         source: ``lifexport export``'s ``MODULE:FUNCTION``, else ``None``.
         quantize: how the weights were quantized (``"int8 QDQ: ..."``), ``None`` for float.
+        initial_state: the state at rest, one :class:`InitialValue` per state input name in
+            order; ``None`` where not recorded (files from before it was, or no state).
     """
 
     kind: str
@@ -64,6 +67,7 @@ class GraphContract:
     version: str = ""
     source: str | None = None
     quantize: str | None = None
+    initial_state: Mapping[str, InitialValue] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in GRAPHS:
@@ -72,6 +76,11 @@ class GraphContract:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.mode == "inference" and (self.parameters or self.target_rank is not None):
             raise ValueError("an inference graph takes no parameters and no target")
+        if self.initial_state is not None and tuple(self.initial_state) != self.state_names:
+            raise ValueError(
+                f"initial_state must have one entry per state input {list(self.state_names)}, "
+                f"got {list(self.initial_state)}"
+            )
 
     @property
     def training(self) -> bool:
@@ -143,6 +152,8 @@ class GraphContract:
         for name in ("source", "quantize"):
             if getattr(self, name) is not None:
                 values[name] = getattr(self, name)
+        if self.initial_state is not None:
+            values["initial_state"] = initial_state_text(self.initial_state)
         return {KEYS[f]: value for f, value in values.items()}
 
     @classmethod
@@ -189,6 +200,9 @@ class GraphContract:
                 f"has bad metadata: {QUANTIZE_KEY} must describe int8 weights ('int8 QDQ: ...') "
                 f"of an inference graph, got {short(quantize)} on a {mode} graph"
             )
+        initial = value["initial_state"]
+        if initial is not None:
+            initial = parse_initial_state(initial, [slot.name for slot in states])
         contract = cls(
             kind=kind,
             mode=mode,
@@ -201,6 +215,7 @@ class GraphContract:
             version=value["version"],
             source=value["source"],
             quantize=quantize,
+            initial_state=initial,
         )
         for name in ("input_names", "output_names"):
             recorded = tuple(json_value(value[name], name, is_strings, "a JSON list of names"))

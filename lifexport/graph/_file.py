@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from lifexport.graph._contract import GraphContract, X
 from lifexport.graph._metadata import FLOAT_DTYPES, KEYS, QUANTIZE_KEY, short
 from lifexport.graph._structure import dims, element_type, loop_ops, type_name, weight_types
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,12 @@ class GraphFile:
     example_shape = property(lambda self: self.contract.example_shape)
     feature_shape = property(lambda self: self.contract.feature_shape)
     source = property(lambda self: self.contract.source)
+    initial_state = property(lambda self: self.contract.initial_state)
 
     @property
     def dtype(self) -> torch.dtype:
+        import torch
+
         return getattr(torch, self.contract.dtype)
 
     @property

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.utils._pytree import (
     GetAttrKey,
@@ -14,48 +14,8 @@ from torch.utils._pytree import (
     tree_unflatten,
 )
 
-#: Name prefixes of the state inputs and of the matching outputs.
-STATE_PREFIX = "state."
-NEXT_PREFIX = "next_"
-
-
-@dataclass(frozen=True)
-class StateSlot:
-    """One state tensor of a graph: field ``field`` (``z``, ``v``, ``i``, ``rho``) of the
-    neuron layer at index ``layer`` of its stack (0 for a single layer)."""
-
-    layer: int
-    field: str
-
-    @property
-    def name(self) -> str:
-        """The graph input: ``state.<layer>.<field>``."""
-        return f"{STATE_PREFIX}{self.layer}.{self.field}"
-
-    @property
-    def next_name(self) -> str:
-        """The graph output: ``next_state.<layer>.<field>``."""
-        return NEXT_PREFIX + self.name
-
-    @property
-    def is_spike(self) -> bool:
-        """Whether the slot holds spikes (exactly 0 or 1), by the naming convention of the
-        package's layers: a field named ``z``. This is the default for reading a file without
-        its model; where the model is at hand, its layers declare their spike fields
-        (``NeuronModule.spike_fields``), and validation takes them from there."""
-        return self.field == "z"
-
-    @classmethod
-    def parse(cls, name: str) -> StateSlot:
-        """The slot of a state input name, as :attr:`name` writes it.
-
-        Raises:
-            ValueError: not of the form ``state.<layer>.<field>``.
-        """
-        layer, dot, field = name.removeprefix(STATE_PREFIX).partition(".")
-        if not (name.startswith(STATE_PREFIX) and dot and layer.isdigit() and field.isidentifier()):
-            raise ValueError(f"{name!r} is not a state name state.<layer>.<field>")
-        return cls(int(layer), field)
+from lifexport.graph._initial import InitialValue
+from lifexport.graph._slot import StateSlot
 
 
 class StateLayout:
@@ -111,6 +71,38 @@ class StateLayout:
     @property
     def spec(self) -> TreeSpec:
         return self._spec
+
+    def initial_values(self, state: Any) -> dict[str, InitialValue]:
+        """The state at rest ``state`` (``(B, ...)`` tensors) as a file records it: per slot,
+        the smallest of a scalar, a last-axis vector or one sample that broadcasts to it.
+
+        Raises:
+            ValueError: the rows of a state tensor differ (a rest state that depends on the
+                batch row cannot be recorded once for every row).
+        """
+        return {
+            slot.name: _initial_value(slot.name, tensor)
+            for slot, tensor in zip(self.slots, self.flatten(state), strict=True)
+        }
+
+
+def _initial_value(name: str, tensor: Tensor) -> InitialValue:
+    """The smallest :class:`InitialValue` that broadcasts to ``tensor`` ``(B, ...)``."""
+    rest = tensor.detach().cpu()
+    if rest.dim() == 0 or not bool((rest == rest[:1]).all()):
+        raise ValueError(
+            f"the state at rest {name} of shape {tuple(rest.shape)} differs between batch rows "
+            "(or has no batch axis); a file records one rest state for every row"
+        )
+    sample = rest[0]  # (...)
+    if sample.numel() and bool((sample == sample.reshape(-1)[0]).all()):
+        kept = sample.reshape(-1)[:1].reshape(())
+    elif sample.dim() > 1 and bool((sample == sample.reshape(-1, sample.shape[-1])[0]).all()):
+        kept = sample.reshape(-1, sample.shape[-1])[0]
+    else:
+        kept = sample
+    values = kept.to(torch.float64).reshape(-1).tolist()
+    return InitialValue(tuple(kept.shape), tuple(values))
 
 
 def _slot(path: tuple, stack: bool) -> StateSlot:

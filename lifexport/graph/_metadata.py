@@ -59,6 +59,13 @@ METADATA = (
         required=False,
     ),
     MetadataKey(
+        "lifexport.initial_state",
+        "initial_state",
+        _TO_ONNX + " (graphs with state inputs)",
+        _READ + "; lifexport.runtime.Session starts and resets the state from it",
+        required=False,
+    ),
+    MetadataKey(
         SOURCE_KEY,
         "source",
         "lifexport export (the CLI's MODULE:FUNCTION)",

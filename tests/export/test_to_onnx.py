@@ -250,7 +250,7 @@ def test_inference_graph_holds_standard_ops_only(exported, graph):
     assert {domain for domain, _ in ops} == {""}
     assert not onnx_model.functions
     assert not {"Loop", "If"} & {t for _, t in ops}
-    if case.spikes:  # the spike: Cast(Greater(v - v_th, 0)), nothing custom
+    if case.spikes:  # the spike: Cast(Greater(v, v_th)), nothing custom
         assert {("", "Greater"), ("", "Cast")} <= ops
         assert spike_consumers_are_casts(onnx_model)
     else:
