@@ -54,7 +54,9 @@ def __getattr__(name: str):
 
     module_name, attribute = _LAZY[name]
     module = importlib.import_module(module_name)
-    return module if attribute is None else getattr(module, attribute)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value  # found directly from now on
+    return value
 
 
 __all__ = [

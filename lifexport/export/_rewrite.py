@@ -153,19 +153,6 @@ class MaskBlend(RewriteRuleClassBase):
         return op.Where(selector, b, a)
 
 
-def _graphs(graph: ir.Graph) -> list[ir.Graph]:
-    """``graph`` and, depth first, the subgraphs of its nodes (``Scan`` bodies)."""
-    found = [graph]
-    for node in graph:
-        for attr in node.attributes.values():
-            if attr.type == ir.AttributeType.GRAPH:
-                found += _graphs(attr.value)
-            elif attr.type == ir.AttributeType.GRAPHS:
-                for sub in attr.value:
-                    found += _graphs(sub)
-    return found
-
-
 def rules(select: bool = False) -> RewriteRuleSet:
     """The rule set (with the commuted forms of ``Add`` and ``Mul``): the spike comparison,
     and with ``select`` the mask rules too."""
@@ -199,7 +186,7 @@ def lean_graph(model: onnx.ModelProto, *, select: bool = False) -> onnx.ModelPro
         ['Greater']
     """
     ir_model = ir.serde.deserialize_model(model)
-    for graph in _graphs(ir_model.graph):  # the exporter repeats a node now and then
+    for graph in ir_model.graphs():  # the exporter repeats a node now and then
         ir_passes.CommonSubexpressionEliminationPass()(ir.Model(graph, ir_version=model.ir_version))
     rule_set = rules(select)
     for _ in range(MAX_ROUNDS):

@@ -116,7 +116,6 @@ class DeviceBuffers:
                 options.add_run_config_entry(CUDA_GRAPH_ID, str(graph_ids[turn]))
             self.bindings.append(binding)
             self.options.append(options)
-        self.turn = 0
 
     def step(self, x: np.ndarray) -> np.ndarray:
         if not self.bindings:

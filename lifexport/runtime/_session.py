@@ -365,11 +365,7 @@ class Session:
         """The state at rest for the batch held, by name."""
         initial = self.contract.initial_state
         if initial is None and self.contract.states:
-            raise ValueError(
-                f"{str(self.path)!r} records no state at rest (metadata {INITIAL_STATE_KEY}, "
-                "written by lifexport.to_onnx since this version): set the state by name with "
-                "set_state(), or re-export the model"
-            )
+            raise self._no_rest_state()
         states = {}
         for name, value in (initial or {}).items():
             sample = self._samples[name]
@@ -385,10 +381,13 @@ class Session:
 
     def _raise_unset(self) -> None:
         names = ", ".join(n for n in self.contract.state_names if n in self._unset)
-        raise ValueError(
+        raise self._no_rest_state(f", and {names} are not set")
+
+    def _no_rest_state(self, detail: str = "") -> ValueError:
+        return ValueError(
             f"{str(self.path)!r} records no state at rest (metadata {INITIAL_STATE_KEY}, "
-            f"written by lifexport.to_onnx since this version), and {names} are not set: set "
-            "the state by name with set_state(), or re-export the model"
+            f"written by lifexport.to_onnx since this version){detail}: set the state by name "
+            "with set_state(), or re-export the model"
         )
 
 
