@@ -22,8 +22,8 @@ can select instead:
 That takes a LIF-refrac step from 28 nodes to 18 and a LIF step from 14 to 10, but
 onnxruntime's CPU provider (1.32) runs a float ``Where`` about ten times as long as an ``Add``
 or a ``Mul`` of the same shape, so there the selecting graph is the slower one (a LIF-refrac
-sequence at (T, B, N) = (100, 32, 512): 16.0 ms against 6.9 ms); :func:`export_program`
-applies the comparison rule only.
+sequence at (T, B, N) = (100, 32, 512) takes about 2.2x as long: ``scripts/bench_lean_graphs.py``);
+:func:`export_program` applies the comparison rule only.
 
 A selecting graph gives the same bits as the arithmetic for finite values, but for the sign of
 a zero (``-0.0`` selected where the arithmetic adds ``+0.0`` to it); where the arithmetic turns
