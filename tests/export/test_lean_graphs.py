@@ -227,19 +227,20 @@ def test_step_graph_is_bit_equal_to_torch_step_by_step(exported, variant):
         assert blocked > 0
 
 
-_SESSIONS: dict[int, object] = {}
+# id(model) -> (model, session): the model is kept so that its id is not reused by another
+_SESSIONS: dict[int, tuple[onnx.ModelProto, object]] = {}
 
 
 def ort_run_cached(model: onnx.ModelProto, feeds: dict[str, np.ndarray]):
     """As :func:`ort_run`, one session per model (a step graph runs T times)."""
     import onnxruntime as ort
 
-    sess = _SESSIONS.get(id(model))
-    if sess is None:
+    cached, sess = _SESSIONS.get(id(model), (None, None))
+    if cached is not model:
         options = ort.SessionOptions()
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sess = ort.InferenceSession(model.SerializeToString(), options, ["CPUExecutionProvider"])
-        _SESSIONS[id(model)] = sess
+        _SESSIONS[id(model)] = (model, sess)
     outputs = [o.name for o in sess.get_outputs()]
     return dict(zip(outputs, sess.run(outputs, feeds), strict=True))
 
