@@ -2,7 +2,9 @@
 # The GPU check, on a CUDA machine, in under 10 minutes: the cuda-marked tests, then
 # `lifexport bench --device cuda` at (T, B, N) = (100, 32, 512) with the SpikingJelly comparison
 # (at its shape (32, 64, 65536): float32 and bfloat16, each memory mode, eager and compiled),
-# and at (500, 256, 1024). Every output goes to $OUT (default ./gpu-check-out).
+# and at (500, 256, 1024), then the recurrent W3 alone (`--recurrent --no-feedforward`:
+# LIFRefracRecurrent(512, 512) at (500, 64, 512), Norse, scan, triton and its GEMM floor).
+# Every output goes to $OUT (default ./gpu-check-out).
 #
 # The GPU machine has torch (cu130) and Triton but no network and no pip, so this runs the
 # machine's python3 (no venv) on onnxruntime-gpu, Norse and SpikingJelly brought along by
@@ -10,7 +12,8 @@
 #     bash ../shared/tools/ort-gpu-pack  # writes .device/part00..02, rest.tar.xz, unpack.py, site
 # There, from the repository root, after its printed commands have put the parts in /tmp/parts:
 #     python3 .device/unpack.py .device && bash scripts/gpu_check.sh
-#     bash scripts/gpu_check.sh tests            # only some parts: tests, bench-small, bench-big
+#     bash scripts/gpu_check.sh tests            # only some parts: tests, bench-small, bench-big,
+#                                                # bench-recurrent
 #
 # Environment (all optional):
 #     ORT_DIR    onnxruntime-gpu, as unpack.py leaves it (default /tmp/ort)
@@ -18,9 +21,11 @@
 #     OUT        the output folder (default ./gpu-check-out)
 #     PYTHON     the interpreter (default python3)
 #     BUDGET     seconds for the whole check (default 570); each part also has its own limit:
-#     TESTS_TIMEOUT (170), BENCH_SMALL_TIMEOUT (240), BENCH_BIG_TIMEOUT (160); bench-small
-#     holds most compilation: a lifexport.compile graph per dtype, memory mode and layer beside
-#     SpikingJelly. A part gets what is left of the budget when that is less than its limit.
+#     TESTS_TIMEOUT (170), BENCH_SMALL_TIMEOUT (240), BENCH_BIG_TIMEOUT (160),
+#     BENCH_RECURRENT_TIMEOUT (120); bench-small holds most compilation: a lifexport.compile
+#     graph per dtype, memory mode and layer beside SpikingJelly. A part gets what is left of
+#     the budget when that is less than its limit: the limits add up to more than BUDGET, so
+#     bench-recurrent, last, is cut first (run it alone to give it its whole limit).
 # Exit status: 0 when every part passed, 3 without CUDA, 2 for an unknown part, 1 when any part
 # failed or timed out (its output so far is kept; the benchmark logs each row to its .log file as
 # it is measured).
@@ -32,7 +37,7 @@ SITE_DIR=${SITE_DIR:-$root/.device/site}
 OUT=${OUT:-$root/gpu-check-out}
 PYTHON=${PYTHON:-python3}
 BUDGET=${BUDGET:-570}
-parts=${*:-tests bench-small bench-big}
+parts=${*:-tests bench-small bench-big bench-recurrent}
 export PYTHONPATH="$ORT_DIR:$SITE_DIR:$root${PYTHONPATH:+:$PYTHONPATH}"
 export SJ_LIF_CUDA_IMPLEMENTATION=${SJ_LIF_CUDA_IMPLEMENTATION:-triton}  # SpikingJelly's Triton LIF
 status=0
@@ -66,9 +71,10 @@ limited() {
 
 for part in $parts; do
     case $part in
-    tests | bench-small | bench-big) ;;
+    tests | bench-small | bench-big | bench-recurrent) ;;
     *)
-        echo "gpu_check: unknown part '$part'; expected tests, bench-small or bench-big" >&2
+        echo "gpu_check: unknown part '$part'; expected tests, bench-small, bench-big or" \
+            "bench-recurrent" >&2
         exit 2
         ;;
     esac
@@ -142,6 +148,12 @@ for part in $parts; do
         limited "${BENCH_BIG_TIMEOUT:-160}" bench-big "$OUT/bench-500x256x1024.md" \
             "$OUT/bench-500x256x1024.log" "$PYTHON" -m lifexport bench --device cuda \
             --t 500 --b 256 --n 1024 --repeats 5 --warmup 2
+        ;;
+    bench-recurrent)
+        limited "${BENCH_RECURRENT_TIMEOUT:-120}" bench-recurrent \
+            "$OUT/bench-recurrent-500x64x512.md" "$OUT/bench-recurrent-500x64x512.log" \
+            "$PYTHON" -m lifexport bench --device cuda \
+            --t 500 --b 64 --n 512 --recurrent --no-feedforward --repeats 5 --warmup 2
         ;;
     esac
 done

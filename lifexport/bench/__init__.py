@@ -5,12 +5,17 @@
     lifexport bench                                   # CPU, (T, B, N) = (100, 32, 512)
     lifexport bench --device cuda                     # the same on CUDA
     lifexport bench --device cuda --t 500 --b 256 --n 1024 --spikingjelly
+    lifexport bench --device cuda --t 500 --b 64 --n 512 --recurrent --no-feedforward  # W3 only
 
 Workloads (time-major input of shape (T, B, N), float32), in :mod:`~lifexport.bench.workloads`:
     W1  neuron only:      LIFRefrac
     W2  Linear + neurons: Linear(N, N) applied to all T*B rows, then LIFRefrac
+    W3  recurrent:        LIFRefracRecurrent(N, N), with ``--recurrent``
+                          (:mod:`~lifexport.bench.recurrent`; ``--no-feedforward`` leaves
+                          out W1 and W2 with their floors, onnxruntime, memory and bf16 rows)
 Variants, each forward (under ``no_grad``) and forward+backward:
-    norse eager               Norse 1.1.0's LIFRefracCell in a Python loop (when installed)
+    norse eager               Norse 1.1.0's LIFRefracCell (W3: LIFRefracRecurrentCell) in a
+                              Python loop (when installed)
     lifexport eager scan      the sequence layer with ``backend="scan"`` (the step function)
     lifexport eager triton    ``backend="triton"``: the fused kernel (CUDA only; on CPU it runs
                               only in Triton's interpreter, which is no speed measure)
@@ -23,8 +28,10 @@ onnxruntime rows (:mod:`~lifexport.bench.ort_rows`), forward: the sequence graph
 and, on CUDA, on the CUDA EP with IO binding; on CPU also the step graph at B=1, per step.
 Floors (:mod:`~lifexport.bench.floors`), in the same run: ``copy``, ``out.copy_(x)`` into a
 buffer allocated once; on CUDA also ``copy bf16``, the same in bfloat16; ``gemm``,
-``torch.matmul(x, W, out=out)`` with W2's Linear weight into an output allocated once; on the
-torch thread count the report states.
+``torch.matmul(x, W, out=out)`` with W2's Linear weight into an output allocated once; with
+W3, ``gemm recurrent``, its forward's products alone (the input's, then one step's recurrent
+product T times), each into an output allocated once; on the torch thread count the report
+states.
 Peak memory of one W1 forward+backward per variant (:mod:`~lifexport.bench.memory`).
 ``--spikingjelly`` (CUDA only) adds SpikingJelly's Triton LIF beside lifexport's ``LIF`` and
 ``LIFRefrac`` (:mod:`~lifexport.bench.spikingjelly_rows`). The ratios and the report are in
@@ -57,6 +64,8 @@ _LAZY = {  # name: the module that defines it
     "lif_variant": "workloads",
     "bf16_absent": "workloads",
     "floor_runs": "floors",
+    "recurrent_rows": "recurrent",
+    "recurrent_ratios": "recurrent",
     "CPU_MEMORY_METHOD": "memory",
     "CUDA_MEMORY_METHOD": "memory",
     "memory_row": "memory",

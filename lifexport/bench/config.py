@@ -32,6 +32,8 @@ class Config:
     compiled: bool = True  # include the lifexport.compile rows (each graph compiles first)
     memory: bool = True  # peak memory of one forward+backward per W1 (and SpikingJelly) variant
     spikingjelly: bool = False  # SpikingJelly's Triton LIF vs lifexport LIF, float32 and bf16
+    recurrent: bool = False  # W3: LIFRefracRecurrent(N, N) at (T, B, N), with its GEMM floor
+    feedforward: bool = True  # W1 and W2 with their floors, onnxruntime, memory and bf16 rows
 
     def __post_init__(self) -> None:
         lows = dict(t=1, b=1, n=1, repeats=1, warmup=0, threads=0)

@@ -6,8 +6,9 @@ floors (W1 forward against the copy floor, bf16 too; W2 forward against the GEMM
 Norse, onnxruntime against ``lifexport.compile``; beside SpikingJelly, per dtype and mode:
 lifexport LIF / SpikingJelly (forward+backward <= 0.8), LIFRefrac / LIF (forward+backward
 <= 1.2), peak memory of ``store`` / SpikingJelly's (<= 1) and of ``recompute`` / the input
-(<= 3). The floors are copies into preallocated buffers and the GEMM into a preallocated
-output (see :mod:`lifexport.bench.floors`), on the thread count the report states.
+(<= 3); the recurrent W3's (see :mod:`lifexport.bench.recurrent`). The floors are copies
+into preallocated buffers and the GEMMs into preallocated outputs (see
+:mod:`lifexport.bench.floors`), on the thread count the report states.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from lifexport.bench.config import MEMORY_MODES, Config, first_line, have
 from lifexport.bench.floors import describe as describe_floors
 from lifexport.bench.memory import CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD
+from lifexport.bench.recurrent import recurrent_ratios
 from lifexport.bench.workloads import BF16_W1, VARIANTS, lif_variant
 
 
@@ -206,7 +208,7 @@ def ratios(
     rows: list[dict], device: str = "cpu", memory: list[dict] | None = None
 ) -> dict[str, float]:
     """The ratios the targets are stated in, from the rows and memory rows of one run (those
-    present): lifexport against the floors and against Norse, onnxruntime against
+    present): lifexport against the floors and against Norse (W3's too), onnxruntime against
     ``lifexport.compile`` and its CUDA EP against its CPU EP; beside SpikingJelly, per input
     dtype and memory mode, lifexport's LIF against SpikingJelly's (time and peak memory),
     LIFRefrac against LIF, and the ``recompute`` mode's peak memory against the input."""
@@ -243,6 +245,7 @@ def ratios(
     for w, variant, p in list(ms):
         if variant.startswith("lifexport LIFRefrac "):
             put("LIFRefrac", w, p, variant, variant.replace(" LIFRefrac ", " LIF ", 1))
+    out.update(recurrent_ratios(ms))
     out.update(_memory_ratios(memory or [], device))
     return {k: round(v, 2) for k, v in out.items()}
 

@@ -1,6 +1,7 @@
 """One benchmark run: every row of a :class:`~lifexport.bench.config.Config`, in order (the
 floors, W1 and W2 per variant with their onnxruntime rows, W1's peak memory, the bf16 W1 row,
-SpikingJelly's comparison), each measured on its own and logged as it comes."""
+SpikingJelly's comparison, the recurrent W3 with its floor), each measured on its own and
+logged as it comes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from lifexport.bench.config import Config, Run, device_problem, make_input, time
 from lifexport.bench.floors import floor_rows
 from lifexport.bench.memory import memory_rows
 from lifexport.bench.ort_rows import ort_rows
+from lifexport.bench.recurrent import recurrent_rows
 from lifexport.bench.report import Result, environment
 from lifexport.bench.spikingjelly_rows import spikingjelly_rows
 from lifexport.bench.workloads import bf16_w1_rows, build, linear, variants
@@ -35,9 +37,30 @@ def bench(cfg: Config, log: Callable[[str], None] = print) -> Result:
         result.rows.append(dict(workload=workload, variant=variant, pass_=pass_, ms=round(ms, 4)))
         log(f"  {workload:3s} {variant:30s} {pass_:8s} {ms:9.3f} ms")
 
-    def attempt(what: str, fn: Callable[[], object]) -> None:
-        result.attempt(what, fn, log)
+    if cfg.feedforward:
+        _feedforward_rows(cfg, add, result, log)
+    else:
+        result.notes.append(
+            "W1, W2 and their floors, onnxruntime, peak memory and bf16 rows: left out "
+            "(--no-feedforward)"
+        )
+    if cfg.spikingjelly:
+        spikingjelly_rows(cfg, add, result, log)
+    else:
+        result.notes.append("SpikingJelly rows: not requested (--spikingjelly adds them)")
+    if cfg.recurrent:
+        recurrent_rows(cfg, add, result, log)  # last: it resets compilation
+    else:
+        result.notes.append("W3 recurrent rows: not requested (--recurrent adds them)")
+    result.environment = environment(cfg)  # last: spikingjelly is imported as its rows need
+    return result
 
+
+def _feedforward_rows(
+    cfg: Config, add: Callable, result: Result, log: Callable[[str], None]
+) -> None:
+    """The floors, W1 and W2 per variant with their onnxruntime rows, W1's peak memory and
+    the bf16 W1 row."""
     x = make_input(cfg)
     floor_rows(cfg, x, add)
     w1_runs: dict[str, Run] = {}
@@ -53,12 +76,13 @@ def bench(cfg: Config, log: Callable[[str], None] = print) -> Result:
                 if workload == "W1":
                     w1_runs[variant] = run
 
-            attempt(f"{workload} {variant}", measure)
+            result.attempt(f"{workload} {variant}", measure, log)
         if cfg.onnxruntime:
             model = LIFRefrac() if layer is None else SequentialState(layer, LIFRefrac())
-            attempt(
+            result.attempt(
                 f"{workload} onnxruntime export",
                 lambda w=workload, m=model: ort_rows(w, m, x, cfg, add, result, log),
+                log,
             )
     if not cfg.onnxruntime:
         result.notes.append("onnxruntime rows: left out (--no-onnxruntime)")
@@ -67,9 +91,3 @@ def bench(cfg: Config, log: Callable[[str], None] = print) -> Result:
     else:
         result.notes.append("peak memory: left out (--no-memory)")
     bf16_w1_rows(cfg, x, add, result, log)  # after the W1 memory rows: it resets compilation
-    if cfg.spikingjelly:
-        spikingjelly_rows(cfg, add, result, log)
-    else:
-        result.notes.append("SpikingJelly rows: not requested (--spikingjelly adds them)")
-    result.environment = environment(cfg)  # last: spikingjelly is imported as its rows need
-    return result

@@ -68,6 +68,8 @@ def add_bench(commands) -> None:
         ("compiled", "include the lifexport.compile rows (each graph compiles first)"),
         ("memory", "measure the peak memory of one W1 forward+backward per variant"),
         ("spikingjelly", "add SpikingJelly's Triton LIF vs lifexport LIF at T=32 B=64 N=65536"),
+        ("recurrent", "add W3, LIFRefracRecurrent(N, N) at (T, B, N), and its GEMM floor"),
+        ("feedforward", "measure W1 and W2 (with their floors, onnxruntime, memory, bf16 rows)"),
     ):
         bench.add_argument(
             f"--{name}",

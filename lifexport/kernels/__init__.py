@@ -46,6 +46,7 @@ from lifexport.functional.lif import LIFFeedForwardState, LIFParameters
 from lifexport.functional.lif_refrac import LIFRefracFeedForwardState, LIFRefracParameters
 from lifexport.functional.threshold import alpha_tensor
 from lifexport.kernels._ops import CHUNK, METHOD_CODES, OPS
+from lifexport.kernels._recurrent import lif_recurrent_sequence, lif_refrac_recurrent_sequence
 
 __all__ = [
     "BACKENDS",
@@ -57,6 +58,8 @@ __all__ = [
     "check_backend",
     "check_memory",
     "li_sequence",
+    "lif_recurrent_sequence",
+    "lif_refrac_recurrent_sequence",
     "lif_refrac_sequence",
     "lif_sequence",
     "per_neuron",
@@ -181,6 +184,7 @@ def use_kernel(
     x: Tensor,
     compute_dtype: torch.dtype | None = None,
     method: str | None = None,
+    dtypes: tuple[torch.dtype, ...] = DTYPES,
 ) -> bool:
     """Whether a sequence layer with ``backend`` runs the fused kernel on input ``x``.
 
@@ -197,14 +201,15 @@ def use_kernel(
         x: the input ``(T, B, ...)``.
         compute_dtype: the dtype of the layer's state and parameters (``None``: ``x``'s).
         method: the layer's spike method (``None``: the layer does not spike).
+        dtypes: the compute dtypes the layer's kernel has (:data:`DTYPES`; the recurrent
+            kernels: float32 only).
 
     Raises:
         RuntimeError: ``backend="triton"`` where the kernels cannot run: a ``method`` they do
             not implement, Triton not installed, a CPU tensor without Triton's interpreter,
             half-precision ``x`` with a compute dtype other than float32, a compute dtype
-            other than float32 on CUDA (or other than float32 or float64 in the
-            interpreter), or ``x`` of another dtype than the compute dtype that is not
-            float16 or bfloat16.
+            other than float32 on CUDA (or not in ``dtypes`` in the interpreter), or ``x``
+            of another dtype than the compute dtype that is not float16 or bfloat16.
     """
     # torch 2.11 also reports is_exporting() under torch.compile; dynamo compiles the layer's
     # forward only there (exports trace it without dynamo), so that case keeps the kernel.
@@ -249,9 +254,10 @@ def use_kernel(
             "kernel does not compile for the GPU); convert the input, or use backend='scan' "
             "or 'auto'"
         )
-    if compute not in DTYPES or x.dtype not in (compute, *HALF_DTYPES):
+    if compute not in dtypes or x.dtype not in (compute, *HALF_DTYPES):
+        names = " or ".join(str(d).removeprefix("torch.") for d in dtypes)
         raise RuntimeError(
-            f"backend='triton' computes in float32 or float64, got input of dtype {x.dtype}"
+            f"backend='triton' computes in {names}, got input of dtype {x.dtype}"
             + ("" if compute == x.dtype else f" for a layer computing in {compute}")
             + "; convert the input, or use backend='scan' or 'auto'"
         )

@@ -135,14 +135,17 @@ def step_backward(
     MODEL: tl.constexpr,
     METHOD: tl.constexpr,
     INTERPRET: tl.constexpr,
+    DETACH_RESET: tl.constexpr = False,
 ):
     """The autograd of :func:`step` at the state ``(v, i, rho)`` before it.
 
     ``gy``, ``gv``, ``gi``, ``grho``: gradients w.r.t. the step's output and new state (for LI,
     whose output is its new ``v``, ``gv`` holds both); ``gy_prev``: LI only, the gradient
-    w.r.t. the previous step's output, which is this step's ``v``. Returns the gradients
-    w.r.t. ``x`` (= ``i``), ``v``, ``rho`` and each parameter. A tensor used ``n`` times gets
-    its ``n`` parts summed last-use first, as torch's autograd engine sums them.
+    w.r.t. the previous step's output, which is this step's ``v``. ``DETACH_RESET``: the
+    spike in the voltage reset carries no gradient (the recurrent steps detach it). Returns
+    the gradients w.r.t. ``x`` (= ``i``), ``v``, ``rho`` and each parameter. A tensor used
+    ``n`` times gets its ``n`` parts summed last-use first, as torch's autograd engine sums
+    them.
     """
     i_jump = i + x
     d2 = (v_leak - v) + i_jump
@@ -175,7 +178,10 @@ def step_backward(
             g_v_first = gv * r
             g_vr = gv * omr
             g_z_last = g_z_out * omr
-        g_z = (g_z_last + g_vr * v_reset) - g_vr * v_decayed
+        if DETACH_RESET:
+            g_z = g_z_last
+        else:
+            g_z = (g_z_last + g_vr * v_reset) - g_vr * v_decayed
         g_vreset = g_vr * z
         g_s = _surrogate(g_z, s, alpha, METHOD, INTERPRET)
         g_vth = -g_s

@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.utils._pytree import tree_map
 
 from lifexport.functional import check_parameters, check_state
-from lifexport.kernels import check_backend, check_memory, supports_method, use_kernel
+from lifexport.kernels import DTYPES, check_backend, check_memory, supports_method, use_kernel
 from lifexport.modules._neuron import NeuronModule, abstract, check_rank, check_time_steps
 from lifexport.modules._time import time_loop
 
@@ -151,7 +151,7 @@ class SequenceLayer:
 
 
 class FusedSequenceLayer(SequenceLayer):
-    """A feed-forward sequence layer whose time loop can also run as one fused kernel
+    """A sequence layer whose time loop can also run as one fused kernel
     (:mod:`lifexport.kernels`), chosen by the keyword-only constructor argument ``backend``
     (see :func:`lifexport.kernels.use_kernel`); exports always trace the step's loop.
     ``memory`` chooses what the kernel's backward works from: ``"store"`` (every step's state,
@@ -164,8 +164,10 @@ class FusedSequenceLayer(SequenceLayer):
     the parameter tuple of their functional step. The kernels implement the built-in models
     and surrogates (:data:`lifexport.kernels.KERNEL_METHODS`); with another ``method`` the
     layer runs the ``scan`` loop (``backend="auto"``) or says why it cannot run the kernel
-    (``backend="triton"``).
+    (``backend="triton"``). ``kernel_dtypes``: the dtypes the kernel computes in.
     """
+
+    kernel_dtypes: tuple[torch.dtype, ...] = DTYPES
 
     def __init__(
         self, *args: Any, backend: str = "auto", memory: str = "auto", **kwargs: Any
@@ -180,8 +182,11 @@ class FusedSequenceLayer(SequenceLayer):
         # The checks each step makes on the parameters' shapes, dtypes and devices, against
         # one step's input in the dtype the steps compute in.
         like = x[0] if self.autocast_dtype(x) is None else self._upcast(x[0])
-        check_parameters(self.p, x.shape[1:], like, values=False)
-        if not use_kernel(self.backend, x, compute_dtype=like.dtype, method=self.method):
+        check_parameters(self.p, self.output_shape(x.shape[1:]), like, values=False)
+        kernel = use_kernel(
+            self.backend, x, compute_dtype=like.dtype, method=self.method, dtypes=self.kernel_dtypes
+        )
+        if not kernel:
             return super().forward(x, state)
         # The kernel reads a half-precision x itself and keeps float32 in registers.
         return self.in_precision(self._fused, x, state, upcast_x=False)

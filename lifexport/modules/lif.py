@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from lifexport import kernels
@@ -23,7 +24,6 @@ from lifexport.modules._layers import (
     FeedForwardCell,
     FusedSequenceLayer,
     RecurrentCell,
-    SequenceLayer,
 )
 from lifexport.modules._neuron import rest
 
@@ -130,6 +130,14 @@ class LIFRecurrentCell(_LIFParameters, RecurrentNeuronCell):
         return lif_step(x, state, *self.weights(), self.p, self.dt, check_values=False)
 
 
-class LIFRecurrent(SequenceLayer, LIFRecurrentCell):
-    """Recurrent LIF neurons over a time-major sequence ``(T, B, input_size)`` (always the
-    ``scan`` loop: the recurrent product sits between steps)."""
+class LIFRecurrent(FusedSequenceLayer, LIFRecurrentCell):
+    """Recurrent LIF neurons over a time-major sequence ``(T, B, input_size)``; ``backend``
+    and ``memory`` as :class:`~lifexport.modules.LIFRefracRecurrent`'s (its fused kernel is
+    :func:`lifexport.kernels.lif_recurrent_sequence`)."""
+
+    kernel_dtypes = (torch.float32,)
+
+    def fused(self, x: Tensor, state: LIFState) -> tuple[Tensor, LIFState]:
+        return kernels.lif_recurrent_sequence(
+            x, state, *self.weights(), self.p, self.dt, self.memory
+        )

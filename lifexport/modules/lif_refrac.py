@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from lifexport import kernels
@@ -22,7 +23,7 @@ from lifexport.functional.lif_refrac import (
     lif_refrac_feed_forward_step,
     lif_refrac_step,
 )
-from lifexport.modules._layers import FeedForwardCell, FusedSequenceLayer, SequenceLayer
+from lifexport.modules._layers import FeedForwardCell, FusedSequenceLayer
 from lifexport.modules._neuron import rest
 from lifexport.modules.lif import LIF_NAMES, RecurrentNeuronCell
 
@@ -137,9 +138,22 @@ class LIFRefracRecurrentCell(_LIFRefracParameters, RecurrentNeuronCell):
         return lif_refrac_step(x, state, *self.weights(), self.p, self.dt, check_values=False)
 
 
-class LIFRefracRecurrent(SequenceLayer, LIFRefracRecurrentCell):
-    r"""Recurrent LIF-refrac neurons over a time-major sequence ``(T, B, input_size)`` (always
-    the ``scan`` loop: the recurrent product sits between steps).
+class LIFRefracRecurrent(FusedSequenceLayer, LIFRefracRecurrentCell):
+    r"""Recurrent LIF-refrac neurons over a time-major sequence ``(T, B, input_size)``.
 
     Returns ``(spikes, state)``: spikes ``(T, B, hidden_size)`` and the final state.
+    Arguments as :class:`LIFRefracRecurrentCell`, and ``backend`` and ``memory`` as
+    :class:`LIFRefrac`'s: the fused kernel computes the input projection for every step in one
+    matrix product, then runs the time loop with the recurrent product inside it
+    (:func:`lifexport.kernels.lif_refrac_recurrent_sequence`; float32 only). It takes every
+    size: its programs own tiles of batch rows and walk all the neurons' tiles each step. Its
+    products sum in another order than torch's matmul, so a spike may flip where a membrane
+    lands within an ulp of its threshold.
     """
+
+    kernel_dtypes = (torch.float32,)
+
+    def fused(self, x: Tensor, state: LIFRefracState) -> tuple[Tensor, LIFRefracState]:
+        return kernels.lif_refrac_recurrent_sequence(
+            x, state, *self.weights(), self.p, self.dt, self.memory
+        )

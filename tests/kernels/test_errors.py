@@ -37,9 +37,12 @@ def test_unknown_memory_in_a_sequence_call():
         kernels.lif_refrac_sequence(c.x, c.state, c.scan.p, c.scan.dt, memory="stored")
 
 
-def test_recurrent_layers_have_no_backend():
-    with pytest.raises(TypeError):
-        LIFRefracRecurrent(3, 4, backend="triton")
+@pytest.mark.parametrize("backend", ("cuda", None))
+def test_recurrent_layers_check_backend_and_memory(backend):
+    with pytest.raises(ValueError, match="backend must be one of 'auto', 'scan', 'triton'; got"):
+        LIFRefracRecurrent(3, 4, backend=backend)
+    with pytest.raises(ValueError, match="memory must be one of 'auto', 'store', 'recompute'"):
+        LIFRefracRecurrent(3, 4, memory=backend)
 
 
 def test_auto_takes_scan_on_cpu():
