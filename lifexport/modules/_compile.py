@@ -50,8 +50,8 @@ class CompiledSequence(torch.nn.Module):
 
 def _loops_on_the_host(module: torch.nn.Module) -> bool:
     """Whether some time loop of ``module`` is a ``scan`` (the host runs its iterations), not
-    a fused kernel: a ``TimeLoop``, a recurrent layer, or a feed-forward sequence layer whose
-    backend will not pick the kernel for the module's device."""
+    a fused kernel: a ``TimeLoop``, or a sequence layer whose backend will not pick the kernel
+    for the module's device."""
     on_cuda = any(t.is_cuda for t in (*module.parameters(), *module.buffers()))
     for layer in module.modules():
         if isinstance(layer, TimeLoop):

@@ -9,7 +9,9 @@ model and surrogate, with a checkpoint every step (``store``) and every 32 (``re
 half-precision inputs, every autotuner config, and the specialisations of scalar parameters
 and of ``M`` in {1, a multiple of 16} (``M == 1`` did not build before ``tl.cast``). Where no
 libdevice function is inlined, the PTX has no fused multiply-add (``enable_fp_fusion=False``
-holds); a float16 gradient is converted with round-to-nearest-even."""
+holds); a float16 gradient is converted with round-to-nearest-even. The recurrent kernels
+build for both models and memory modes, float32 (IEEE products, no TF32) and half-precision
+(tensor-core products) inputs, with their barrier between steps."""
 
 from __future__ import annotations
 
@@ -20,31 +22,17 @@ import sys
 
 import pytest
 
-SCRIPT = r"""
+BUILDER = r"""
 import json, re, torch, triton
 from triton._C.libtriton import native_specialize_impl
 from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import CUDABackend
 from triton.compiler import ASTSource
-from lifexport.kernels import _triton as k
 from lifexport.kernels._ops import CHUNK
 
-assert not k.INTERPRETED
-options = k._launch_options()
-assert options == {"enable_fp_fusion": False}, options
-# The launches go through the autotuner, over CONFIGS, keyed on M (and the dtypes).
-for tuned, fn in ((k._forward, k.forward_kernel), (k._backward, k.backward_kernel)):
-    assert isinstance(tuned, triton.runtime.Autotuner) and tuned.fn is fn
-    assert [(c.kwargs["BLOCK"], c.num_warps) for c in tuned.configs] == list(k.CONFIGS)
-    assert "M" in tuned.keys
-    # Only blocks that fit M are timed; the smallest always (one neuron: nothing to time).
-    assert tuned.early_config_prune is k._fitting
-    assert [c.kwargs["BLOCK"] for c in k._fitting(tuned.configs, {"M": 1})] == [128]
-    assert len(k._fitting(tuned.configs, {"M": 8192})) == len(k.CONFIGS)
-
-def build(kernel, args, constexprs, block, warps):
-    # As JITFunction.run specialises a launch's arguments.
-    signature, attrs, constants = {}, {}, dict(constexprs, BLOCK=block)
+def compile_for_sm90(kernel, args, constants, warps, options):
+    # As JITFunction.run specialises a launch's arguments; returns the PTX.
+    signature, attrs, constants = {}, {}, dict(constants)
     for j, (name, param) in enumerate(zip(kernel.arg_names, kernel.params)):
         if name in constants:
             signature[name] = "constexpr"
@@ -63,6 +51,26 @@ def build(kernel, args, constexprs, block, warps):
                               options=options | {"num_warps": warps})
     assert compiled.asm["cubin"]
     return compiled.asm["ptx"]
+"""
+
+SCRIPT = BUILDER + r"""
+from lifexport.kernels import _triton as k
+
+assert not k.INTERPRETED
+options = k._launch_options()
+assert options == {"enable_fp_fusion": False}, options
+# The launches go through the autotuner, over CONFIGS, keyed on M (and the dtypes).
+for tuned, fn in ((k._forward, k.forward_kernel), (k._backward, k.backward_kernel)):
+    assert isinstance(tuned, triton.runtime.Autotuner) and tuned.fn is fn
+    assert [(c.kwargs["BLOCK"], c.num_warps) for c in tuned.configs] == list(k.CONFIGS)
+    assert "M" in tuned.keys
+    # Only blocks that fit M are timed; the smallest always (one neuron: nothing to time).
+    assert tuned.early_config_prune is k._fitting
+    assert [c.kwargs["BLOCK"] for c in k._fitting(tuned.configs, {"M": 1})] == [128]
+    assert len(k._fitting(tuned.configs, {"M": 8192})) == len(k.CONFIGS)
+
+def build(kernel, args, constexprs, block, warps):
+    return compile_for_sm90(kernel, args, dict(constexprs, BLOCK=block), warps, options)
 
 def arguments(x_dtype, m, per_neuron, t=50):
     state = torch.zeros(4)
@@ -136,3 +144,64 @@ def test_kernels_build_for_sm90_without_fma():
         # forward are spikes, exact either way); bfloat16's rounding is integer arithmetic.
         if name.startswith("backward") and " fp16 " in name:
             assert found["cvt"] == ["cvt.rn.f16.f32"], name
+
+
+RECURRENT = BUILDER + r"""
+from lifexport.kernels import _triton_recurrent as k
+
+assert not k.INTERPRETED
+config = dict(k.CONFIG)
+warps = config.pop("num_warps")
+options = k._options()
+assert options == {"enable_fp_fusion": False, **k.CONFIG}, options
+options.pop("num_warps")
+for name in config:
+    options.pop(name)
+
+def arguments(a_dtype, b, h, per_neuron):
+    state = torch.zeros(4)
+    a = torch.zeros(4, dtype=a_dtype)
+    p = torch.zeros(4 if per_neuron else 1)
+    return dict(
+        a_ptr=a, w_ptr=a, zs_ptr=a, gzs_ptr=a, ga_ptr=a, state_ptr=state, final_ptr=state,
+        checkpoint_ptr=state, gfinal_ptr=state, scratch_ptr=state, gstate_ptr=state,
+        gparams_ptr=state, alpha_ptr=torch.zeros(()), T=500, B=b, H=h,
+        **{f"p{j}": p for j in range(6)}, **{f"s{j}": h if per_neuron else 1 for j in range(6)},
+    )
+
+results = {}
+builds = (
+    (torch.float32, 64, 512, True, "super"), (torch.bfloat16, 64, 512, True, "tanh"),
+    (torch.float16, 5, 40, False, "heavi_erfc"),
+)
+for a_dtype, b, h, per_neuron, method in builds:
+    args = arguments(a_dtype, b, h, per_neuron)
+    round_ = a_dtype != torch.float32
+    for model, ns in ((1, 2), (2, 3)):
+        for chunk in (1, CHUNK):
+            label = f"{model} {chunk} {str(a_dtype)[6:]} B{b} {method}"
+            constexprs = dict(config, MODEL=model, NS=ns, CHUNK=chunk, ROUND=round_)
+            results[f"forward {label}"] = compile_for_sm90(
+                k.recurrent_forward_kernel, args, constexprs, warps, options)
+            constexprs.update(METHOD=k.METHOD_CODES[method], INTERPRET=False)
+            results[f"backward {label}"] = compile_for_sm90(
+                k.recurrent_backward_kernel, args, constexprs, warps, options)
+print(json.dumps({name: {"tf32": "tf32" in ptx, "mma": "mma" in ptx, "bar": "bar.sync" in ptx}
+                  for name, ptx in results.items()}))
+"""
+
+
+def test_recurrent_kernels_build_for_sm90():
+    pytest.importorskip("triton.backends.nvidia")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    done = subprocess.run(
+        [sys.executable, "-c", RECURRENT], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(results) == 3 * 2 * 2 * 2
+    for name, found in results.items():
+        assert not found["tf32"], name  # float32 products are IEEE float32, not TF32
+        assert found["bar"], name  # the barrier between steps
+        # Half-precision products run on the tensor cores.
+        assert found["mma"] == (" float32 " not in name), name
