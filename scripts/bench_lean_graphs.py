@@ -1,9 +1,10 @@
-"""Inference sequence graphs on onnxruntime's CPU provider, three ways, in one run: the
+"""Inference sequence graphs on an onnxruntime provider, three ways, in one run: the
 exporter's graph, the graph `to_onnx` writes (exact rewrites: the spike comparison), and the
-graph with every mask as a selection (`lean_graph(select=True)`, fewer nodes). Outputs are
-checked bit-equal; times are medians of interleaved runs on one thread.
+graph with every mask as a selection (`to_onnx(..., masks="select")`, fewer nodes). Outputs are
+checked bit-equal; times are medians of interleaved runs (on one thread for the CPU provider).
 
     .venv/bin/python scripts/bench_lean_graphs.py [--t 100 --b 32 --n 512 --repeats 21]
+        [--provider CUDAExecutionProvider]
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import torch
 
 import lifexport
 import lifexport.export._program as program
-from lifexport.export._rewrite import lean_graph
 
 
 def variants(layer: torch.nn.Module, x: torch.Tensor, folder: Path) -> dict[str, onnx.ModelProto]:
     lifexport.to_onnx(layer, x, folder / "lean.onnx", with_state=False)
+    lifexport.to_onnx(layer, x, folder / "select.onnx", with_state=False, masks="select")
     keep = program.lean_graph
-    program.lean_graph = lambda model: model  # the exporter's graph, as it comes
+    program.lean_graph = lambda model, select: model  # the exporter's graph, as it comes
     try:
         lifexport.to_onnx(layer, x, folder / "plain.onnx", with_state=False)
     finally:
@@ -36,7 +37,7 @@ def variants(layer: torch.nn.Module, x: torch.Tensor, folder: Path) -> dict[str,
     return {
         "exporter": plain,
         "to_onnx": onnx.load(folder / "lean.onnx"),
-        "select": lean_graph(plain, select=True),
+        "select": onnx.load(folder / "select.onnx"),
     }
 
 
@@ -49,19 +50,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for name, default in (("t", 100), ("b", 32), ("n", 512), ("repeats", 21)):
         parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--provider", default="CPUExecutionProvider")
     args = parser.parse_args()
+    if args.provider not in ort.get_available_providers():
+        parser.error(
+            f"--provider {args.provider} is not available here: {ort.get_available_providers()}"
+        )
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     x = 3.0 * torch.rand(args.t, args.b, args.n, generator=torch.Generator().manual_seed(0))
+    threads = ", 1 thread" if args.provider == "CPUExecutionProvider" else ""
     print(
-        f"(T, B, N) = {(args.t, args.b, args.n)}, onnxruntime {ort.__version__}, CPU EP, 1 thread"
+        f"(T, B, N) = {(args.t, args.b, args.n)}, onnxruntime {ort.__version__}, "
+        f"{args.provider}{threads}"
     )
     print("| layer | graph | Scan body nodes | ms (median) |\n|---|---|---:|---:|")
     for name, layer in (("LIFRefrac", lifexport.LIFRefrac()), ("LIF", lifexport.LIF())):
         with tempfile.TemporaryDirectory() as folder:
             models = variants(layer, x, Path(folder))
         sessions = {
-            k: ort.InferenceSession(m.SerializeToString(), options, ["CPUExecutionProvider"])
+            k: ort.InferenceSession(m.SerializeToString(), options, [args.provider])
             for k, m in models.items()
         }
         feeds = {"x": x.numpy()}

@@ -2,8 +2,10 @@
 # The GPU check, on a CUDA machine, in under 10 minutes: the cuda-marked tests, then
 # `lifexport bench --device cuda` at (T, B, N) = (100, 32, 512) with the SpikingJelly comparison
 # (at its shape (32, 64, 65536): float32 and bfloat16, each memory mode, eager and compiled),
-# and at (500, 256, 1024), then the recurrent W3 alone (`--recurrent --no-feedforward`:
-# LIFRefracRecurrent(512, 512) at (500, 64, 512), Norse, scan, triton and its GEMM floor).
+# and at (500, 256, 1024), the inference graphs with arithmetic and selecting masks on the CUDA
+# EP (scripts/bench_lean_graphs.py), then the recurrent W3 alone (`--recurrent
+# --no-feedforward`: LIFRefracRecurrent(512, 512) at (500, 64, 512), Norse, scan, triton and
+# its GEMM floor).
 # Every output goes to $OUT (default ./gpu-check-out).
 #
 # The GPU machine has torch (cu130) and Triton but no network and no pip, so this runs the
@@ -13,7 +15,7 @@
 # There, from the repository root, after its printed commands have put the parts in /tmp/parts:
 #     python3 .device/unpack.py .device && bash scripts/gpu_check.sh
 #     bash scripts/gpu_check.sh tests            # only some parts: tests, bench-small, bench-big,
-#                                                # bench-recurrent
+#                                                # lean-graphs, bench-recurrent
 #
 # Environment (all optional):
 #     ORT_DIR    onnxruntime-gpu, as unpack.py leaves it (default /tmp/ort)
@@ -22,7 +24,7 @@
 #     PYTHON     the interpreter (default python3)
 #     BUDGET     seconds for the whole check (default 570); each part also has its own limit:
 #     TESTS_TIMEOUT (170), BENCH_SMALL_TIMEOUT (240), BENCH_BIG_TIMEOUT (160),
-#     BENCH_RECURRENT_TIMEOUT (120); bench-small holds most compilation: a lifexport.compile
+#     LEAN_GRAPHS_TIMEOUT (60), BENCH_RECURRENT_TIMEOUT (120); bench-small holds most compilation: a lifexport.compile
 #     graph per dtype, memory mode and layer beside SpikingJelly. A part gets what is left of
 #     the budget when that is less than its limit: the limits add up to more than BUDGET, so
 #     bench-recurrent, last, is cut first (run it alone to give it its whole limit).
@@ -37,7 +39,7 @@ SITE_DIR=${SITE_DIR:-$root/.device/site}
 OUT=${OUT:-$root/gpu-check-out}
 PYTHON=${PYTHON:-python3}
 BUDGET=${BUDGET:-570}
-parts=${*:-tests bench-small bench-big bench-recurrent}
+parts=${*:-tests bench-small bench-big lean-graphs bench-recurrent}
 export PYTHONPATH="$ORT_DIR:$SITE_DIR:$root${PYTHONPATH:+:$PYTHONPATH}"
 export SJ_LIF_CUDA_IMPLEMENTATION=${SJ_LIF_CUDA_IMPLEMENTATION:-triton}  # SpikingJelly's Triton LIF
 status=0
@@ -71,10 +73,10 @@ limited() {
 
 for part in $parts; do
     case $part in
-    tests | bench-small | bench-big | bench-recurrent) ;;
+    tests | bench-small | bench-big | lean-graphs | bench-recurrent) ;;
     *)
-        echo "gpu_check: unknown part '$part'; expected tests, bench-small, bench-big or" \
-            "bench-recurrent" >&2
+        echo "gpu_check: unknown part '$part'; expected tests, bench-small, bench-big," \
+            "lean-graphs or bench-recurrent" >&2
         exit 2
         ;;
     esac
@@ -154,6 +156,11 @@ for part in $parts; do
             "$OUT/bench-recurrent-500x64x512.md" "$OUT/bench-recurrent-500x64x512.log" \
             "$PYTHON" -m lifexport bench --device cuda \
             --t 500 --b 64 --n 512 --recurrent --no-feedforward --repeats 5 --warmup 2
+        ;;
+    lean-graphs)
+        limited "${LEAN_GRAPHS_TIMEOUT:-60}" lean-graphs "$OUT/lean-graphs-cuda-ep.md" \
+            "$OUT/lean-graphs-cuda-ep.log" "$PYTHON" scripts/bench_lean_graphs.py \
+            --provider CUDAExecutionProvider
         ;;
     esac
 done

@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import onnx
 import pytest
 
 from lifexport import __version__
@@ -567,3 +568,17 @@ def test_any_command_reports_api_errors_in_one_line(error, capsys, monkeypatch, 
     line = usage_error(["export", SPEC, str(tmp_path / "a.onnx"), "--shape", SHAPE], capsys)
     assert line.startswith("lifexport export: error: ")
     assert (error.strerror if isinstance(error, OSError) else str(error)) in line
+
+
+def test_export_masks_select_then_validate(tmp_path, capsys):
+    out = tmp_path / "select.onnx"
+    argv = ["export", SPEC, str(out), "--shape", SHAPE, "--masks", "select"]
+    assert main(argv) == EXIT_OK, capsys.readouterr().err
+    model = onnx.load(out)
+    scan = next(n for n in model.graph.node if n.op_type == "Scan")
+    body = [n.op_type for n in next(a.g for a in scan.attribute if a.name == "body").node]
+    assert body.count("Where") == 3  # the LIFRefrac layer's masks, as selections
+    capsys.readouterr()
+    assert main(["validate", str(out), "--model", SPEC, "--providers", "CPUExecutionProvider"]) == 0
+    argv = ["export", SPEC, str(tmp_path / "t.onnx"), "--shape", SHAPE, "--masks", "select"]
+    usage_error([*argv, "--mode", "training"], capsys, "masks='select' is for inference graphs")

@@ -53,6 +53,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             metadata={SOURCE_KEY: args.model},  # a hint for `lifexport validate`
             quantize=args.quantize,
             calibration=calibration,
+            masks=args.masks,
         )
     data = {
         "path": str(exported.path),
@@ -83,6 +84,13 @@ def add_export(commands) -> None:
     )
     export.add_argument("--graph", choices=("sequence", "step"), default="sequence")
     export.add_argument("--mode", choices=("inference", "training"), default="inference")
+    export.add_argument(
+        "--masks",
+        choices=("arithmetic", "select"),
+        default="arithmetic",
+        help="inference: 0/1 masks as arithmetic (faster on the CPU provider) or as Where "
+        "(fewer nodes per step)",
+    )
     export.add_argument(
         "--no-state",
         action="store_true",

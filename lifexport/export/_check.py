@@ -14,6 +14,7 @@ from torch import Tensor
 
 from lifexport.errors import ExportError
 from lifexport.export._domain import check_mode
+from lifexport.export._rewrite import check_masks
 from lifexport.graph import GRAPHS, METADATA
 from lifexport.limits import LIMITS, check_elements
 from lifexport.modules import neuron_layers
@@ -61,6 +62,7 @@ def check_request(
     quantize: str | None = None,
     calibration: Tensor | None = None,
     unroll: int | None = None,
+    masks: str = "arithmetic",
 ) -> None:
     """Stage 1: the arguments, before any tracing."""
     clash = sorted(set(metadata or {}) & {m.key for m in METADATA if m.required})
@@ -88,6 +90,7 @@ def check_request(
         )
     _check_unroll(unroll, graph, example_input)
     _check_quantize(quantize, calibration, mode, graph, example_input)
+    check_masks(masks, mode)
 
 
 def _check_unroll(unroll: object, graph: str, example_input: Tensor) -> None:

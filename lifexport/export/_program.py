@@ -23,7 +23,7 @@ from lifexport.export._domain import (
 )
 from lifexport.export._files import save_model
 from lifexport.export._graph import strip_node_metadata
-from lifexport.export._rewrite import lean_graph
+from lifexport.export._rewrite import check_masks, lean_graph
 
 
 class _Function(torch.nn.Module):
@@ -76,6 +76,7 @@ def export_program(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     metadata: Mapping[str, str] | None = None,
+    masks: str = "arithmetic",
 ) -> onnx.ModelProto:
     """Export a torch program to a checked ONNX model, and save it if ``path`` is given.
 
@@ -94,6 +95,8 @@ def export_program(
         input_names: names of the graph inputs, in order.
         output_names: names of the graph outputs, in order.
         metadata: added to the model's ``metadata_props``.
+        masks: inference only: ``"select"`` also turns 0/1 mask blends into ``Where``
+            (:func:`~lifexport.export._rewrite.lean_graph`'s ``select``).
 
     Returns:
         The model, without the exporter's per-node debug metadata (stack traces, local
@@ -104,7 +107,7 @@ def export_program(
 
     Raises:
         ExportError: the exporter failed, or the model failed a check.
-        ValueError: an unknown ``mode``.
+        ValueError: an unknown ``mode`` or ``masks``, or ``masks="select"`` for training.
         TypeError: ``fn_or_module`` is not callable, or a function's ``dynamic_shapes`` is
             a dict.
 
@@ -119,6 +122,7 @@ def export_program(
         ([('lifexport', 'SuperSpike')], ['SuperSpike'])
     """
     check_mode(mode)
+    check_masks(masks, mode)
     module = as_module(fn_or_module)
     if dynamic_shapes is not None and takes_varargs(module):
         if isinstance(dynamic_shapes, Mapping):
@@ -145,7 +149,7 @@ def export_program(
         raise ExportError(f"torch.onnx.export failed in {mode} mode: {e}") from e
     model = program.model_proto
     if mode == "inference":  # a training graph's gradients need the arithmetic form
-        model = lean_graph(model)
+        model = lean_graph(model, select=masks == "select")
     model = strip_node_metadata(model)
     if mode == "training":
         attach_functions(model)

@@ -41,7 +41,15 @@ import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 from onnxscript.rewriter import MatchResult, RewriteRuleClassBase, RewriteRuleSet
 
-__all__ = ["MaskBlend", "MaskedSpike", "SpikeComparison", "lean_graph", "rules"]
+__all__ = [
+    "MASKS",
+    "MaskBlend",
+    "MaskedSpike",
+    "SpikeComparison",
+    "check_masks",
+    "lean_graph",
+    "rules",
+]
 
 FLOATS = frozenset(
     {ir.DataType.FLOAT, ir.DataType.DOUBLE, ir.DataType.FLOAT16, ir.DataType.BFLOAT16}
@@ -196,3 +204,18 @@ def lean_graph(model: onnx.ModelProto, *, select: bool = False) -> onnx.ModelPro
     # a value the rules add may not repeat a name of an enclosing graph
     ir_passes.NameFixPass()(ir_model)
     return ir.serde.serialize_model(ir_model)
+
+
+MASKS = ("arithmetic", "select")
+"""How an inference graph applies its 0/1 masks (see :func:`lifexport.export.to_onnx`)."""
+
+
+def check_masks(masks: object, mode: str) -> None:
+    """``masks`` is one of :data:`MASKS`, and ``"arithmetic"`` for a training graph."""
+    if not isinstance(masks, str) or masks not in MASKS:
+        raise ValueError(f"masks must be one of {MASKS}, got {masks!r}")
+    if masks == "select" and mode == "training":
+        raise ValueError(
+            "masks='select' is for inference graphs: a training graph's gradients need the "
+            "arithmetic form of its masks"
+        )

@@ -210,7 +210,12 @@ def unrolled(unroll: int | None):
 
 
 def export_graph(
-    model: torch.nn.Module, program: Program, contract: GraphContract, metadata, unroll
+    model: torch.nn.Module,
+    program: Program,
+    contract: GraphContract,
+    metadata,
+    unroll,
+    masks: str = "arithmetic",
 ):
     """Stage 6: the program as an ONNX model under the contract's names (not yet written)."""
     with kept_modes(model), constant_surrogates(model), unrolled(unroll):
@@ -222,6 +227,7 @@ def export_graph(
             input_names=contract.input_names,
             output_names=contract.output_names,
             metadata={**contract.to_metadata(), **(metadata or {})},
+            masks=masks,
         )
 
 

@@ -1,6 +1,6 @@
 """Lean inference graphs: fewer nodes per time step, the same bits as torch and as the
 exporter's arithmetic form; as exported (the spike comparison) and with masks as selections
-(``lean_graph(select=True)``)."""
+(``to_onnx(..., masks="select")``)."""
 
 from __future__ import annotations
 
@@ -68,13 +68,13 @@ def export_pair(make: Callable, x: torch.Tensor, graph: str, tmp):
     """``make()`` exported as ``graph``: ``({variant: lean model}, the exporter's arithmetic
     form, state names)``."""
     lean = lifexport.to_onnx(make(), x, tmp / f"lean-{graph}.onnx", graph=graph)
+    select = lifexport.to_onnx(make(), x, tmp / f"select-{graph}.onnx", graph=graph, masks="select")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(program, "lean_graph", lambda model: model)
+        patch.setattr(program, "lean_graph", lambda model, select=False: model)
         plain = lifexport.to_onnx(make(), x, tmp / f"plain-{graph}.onnx", graph=graph)
-    plain_model = onnx.load(plain.path)
-    variants = {"exported": onnx.load(lean.path), "select": lean_graph(plain_model, select=True)}
-    onnx.checker.check_model(variants["select"], full_check=True)
-    return variants, plain_model, lean.state_names
+    assert select.state_names == lean.state_names == plain.state_names
+    variants = {"exported": onnx.load(lean.path), "select": onnx.load(select.path)}
+    return variants, onnx.load(plain.path), lean.state_names
 
 
 @pytest.fixture(scope="module", params=sorted(LAYERS))
@@ -250,15 +250,26 @@ def ort_run_cached(model: onnx.ModelProto, feeds: dict[str, np.ndarray]):
 
 def test_only_inference_graphs_are_rewritten(monkeypatch):
     calls = []
-    monkeypatch.setattr(program, "lean_graph", lambda model: calls.append(1) or lean_graph(model))
+    monkeypatch.setattr(
+        program, "lean_graph", lambda model, select: calls.append(select) or lean_graph(model)
+    )
 
     def spike_of_difference(x):
         return lx.threshold(x - 0.5, "super", 10.0)
 
     model = export_program(spike_of_difference, (torch.rand(4),), mode="inference")
-    assert [n.op_type for n in model.graph.node] == ["Greater", "Cast"] and calls == [1]
+    assert [n.op_type for n in model.graph.node] == ["Greater", "Cast"] and calls == [False]
     model = export_program(spike_of_difference, (torch.rand(4),), mode="training")
-    assert [n.op_type for n in model.graph.node] == ["Sub", "SuperSpike"] and calls == [1]
+    assert [n.op_type for n in model.graph.node] == ["Sub", "SuperSpike"] and calls == [False]
+    with pytest.raises(ValueError, match="masks='select' is for inference graphs"):
+        export_program(spike_of_difference, (torch.rand(4),), mode="training", masks="select")
+
+
+@pytest.mark.parametrize("masks", ("where", None, "Select"))
+def test_unknown_masks(masks, tmp_path):
+    with pytest.raises(ValueError, match=r"masks must be one of \('arithmetic', 'select'\), got"):
+        lifexport.to_onnx(lifexport.LIF(), torch.rand(3, 2, 4), tmp_path / "m.onnx", masks=masks)
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def one_node_model(nodes, inputs, output, initializers) -> onnx.ModelProto:

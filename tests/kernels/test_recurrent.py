@@ -53,7 +53,7 @@ def start(layer, x: torch.Tensor):
     names = [name for name, _ in _named(state)]
     for k, name in enumerate(names):
         if name.endswith("rho"):
-            values[k] = torch.randint(0, 3, values[k].shape).float()
+            values[k] = torch.randint(0, 3, values[k].shape).to(values[k])
         if name.endswith("z"):
             values[k] = (torch.rand_like(values[k]) < 0.3).float()
     return unflatten([v.requires_grad_() for v in values])
@@ -82,7 +82,7 @@ def run(layer, x, state):
     x = x.clone().requires_grad_()
     layer.zero_grad()
     z, final = layer(x, state)
-    weights = torch.linspace(-1, 1, H)
+    weights = torch.linspace(-1, 1, H, device=x.device)
     loss = (z.float() * weights).sum()
     loss = loss + sum((s.float() * weights).sum() for s in flatten_state(final)[0])
     leaves = flatten_state(state)[0]
