@@ -16,7 +16,9 @@ under autocast). ``zs`` ``(T + 1, B, H)``, in ``a``'s dtype, holds the initial s
 every step's; ``final`` is the final ``(v, i[, rho])`` (the final ``z`` is ``zs[-1]``).
 Parameters, ``alpha``, ``method`` and ``chunk`` as the feed-forward ops'. The backward gives
 the gradients w.r.t. ``a``, the whole initial state, ``w`` and the parameters; ``w``'s and the
-initial ``z``'s are torch products of the kernel's gradient w.r.t. ``a``.
+initial ``z``'s are torch products of the kernel's gradient w.r.t. ``a``. The backward op
+reads ``a`` only to recompute states (``chunk > 1``): with stored states it is given an empty
+tensor, so ``a`` is not kept for the backward.
 """
 
 from __future__ import annotations
@@ -79,14 +81,16 @@ def _define(model: KernelModel) -> torch._ops.OpOverload:
 
     @backward_op.register_fake
     def _(grad_zs, grad_final, a, zs, checkpoints, w, *args) -> tuple[Tensor, Tensor, Tensor]:
-        grad_params = grad_final.new_empty((6, a.shape[1] * a.shape[2]))
-        return torch.empty_like(a), torch.empty_like(grad_final), grad_params
+        grad_params = grad_final.new_empty((6, zs.shape[1] * zs.shape[2]))
+        return torch.empty_like(zs[1:]), torch.empty_like(grad_final), grad_params
 
     def setup_context(ctx, inputs, output) -> None:
         a, state, w, *args = inputs
         ps, alpha, method, chunk = _split(tuple(args), model)
         ctx.method, ctx.chunk, ctx.state_dtype = method, chunk, state.dtype
-        ctx.save_for_backward(a, output[0], output[2], w, *ps, alpha)
+        # Only a recomputation reads a again: with stored states it is not kept alive.
+        kept = a if chunk != 1 else a.new_empty((0,))
+        ctx.save_for_backward(kept, output[0], output[2], w, *ps, alpha)
 
     def backward(ctx, grad_zs: Tensor, grad_final: Tensor, _grad_checkpoints: Tensor):
         a, zs, checkpoints, w, *rest = ctx.saved_tensors
@@ -95,7 +99,7 @@ def _define(model: KernelModel) -> torch._ops.OpOverload:
             grad_zs.contiguous(), grad_final.contiguous(), a, zs, checkpoints, w, *ps, alpha,
             ctx.method, ctx.chunk,
         )  # fmt: skip
-        H = a.shape[-1]
+        H = zs.shape[-1]
         # z before step 0 meets w in step 0's product only; w meets every step's z.
         grad_z0 = (grad_a[0] @ w).to(ctx.state_dtype)
         grad_w = grad_a.reshape(-1, H).t() @ zs[:-1].reshape(-1, H)

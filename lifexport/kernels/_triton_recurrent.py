@@ -393,14 +393,17 @@ def launch_backward(
     method: str,
     chunk: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run :func:`recurrent_backward_kernel`. Returns the gradients w.r.t. ``a`` (in its
-    dtype), the initial ``(v, i[, rho])`` and each neuron's six parameters ``(6, B * H)``."""
-    T, B, H = a.shape
+    """Run :func:`recurrent_backward_kernel`. ``a`` is read only when ``chunk > 1`` (else it
+    may be empty). Returns the gradients w.r.t. ``a`` (in ``zs``'s dtype, which is ``a``'s),
+    the initial ``(v, i[, rho])`` and each neuron's six parameters ``(6, B * H)``."""
+    T, B, H = zs.shape[0] - 1, zs.shape[1], zs.shape[2]
     ns = grad_final.shape[0]
-    grad_a = torch.empty_like(a)
+    grad_a = torch.empty_like(zs[1:])
     grad_state = torch.empty_like(grad_final)
     grad_params = grad_final.new_empty((6, B * H))
+    # Stored states need no scratch, nor a: the kernel never reads what it is given then.
     scratch = checkpoints if chunk == 1 else checkpoints.new_empty((min(chunk, T), ns, B, H))
+    a = zs if chunk == 1 else a
     if B * H > 0:
         with _quiet():
             recurrent_backward_kernel[_grid(B)](
