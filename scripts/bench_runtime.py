@@ -3,10 +3,13 @@ same step graph (LIF-refrac, CPU execution provider): the median time of a step,
 
     .venv/bin/python scripts/bench_runtime.py                   # B=1, N=512, 20 x 500 steps
     .venv/bin/python scripts/bench_runtime.py --n 4096 --b 32   # bigger shapes
+    .venv/bin/python scripts/bench_runtime.py --masks select    # the Where form of the masks
 
 The hand loop is what a deployer writes without the runtime: ``session.run`` with the state
 fed as a dict and the next state taken from the outputs. Both run the same file, interleaved
-in rounds so that drifts of the machine hit both alike; the ratio is Session / hand loop.
+in rounds so that drifts of the machine hit both alike; the ratio is Session / hand loop. The
+floor is onnxruntime's own cost of a step: a graph with the same inputs and outputs whose
+nodes only copy (``Identity``), run through an IO binding over preallocated buffers.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Config:
     steps: int = 500  # steps per round and way
     rounds: int = 20  # rounds, alternating the two ways
     threads: int = 1  # onnxruntime intra-op threads of both sessions
+    masks: str = "arithmetic"  # to_onnx's masks: "arithmetic" or "select"
 
 
 def hand_loop(path: Path, xs: np.ndarray, threads: int) -> tuple[list[float], np.ndarray]:
@@ -57,6 +61,38 @@ def hand_loop(path: Path, xs: np.ndarray, threads: int) -> tuple[list[float], np
     return times, np.stack(ys)
 
 
+def floor_loop(path: Path, xs: np.ndarray, threads: int) -> list[float]:
+    """onnxruntime's cost of a step: each output of the step graph an ``Identity`` of an input
+    of its shape, bound once to preallocated buffers."""
+    import onnx
+    from onnx import helper
+
+    graph = onnx.load(path).graph
+    inputs, outputs = list(graph.input), list(graph.output)
+    nodes = [helper.make_node("Identity", [i.name], [o.name]) for i, o in zip(inputs, outputs)]
+    copy = helper.make_model(
+        helper.make_graph(nodes, "floor", inputs[: len(outputs)], outputs),
+        opset_imports=[helper.make_opsetid("", 21)],
+    )
+    session = ort.InferenceSession(
+        copy.SerializeToString(), _options(threads), ["CPUExecutionProvider"]
+    )
+    binding = session.io_binding()
+    feeds = [np.zeros(xs.shape[1:], np.float32) for _ in outputs]
+    results = [np.empty(xs.shape[1:], np.float32) for _ in outputs]
+    for i, buffer in zip(inputs, feeds):
+        binding.bind_cpu_input(i.name, buffer)
+    for o, buffer in zip(outputs, results):
+        binding.bind_output(o.name, "cpu", 0, np.float32, list(buffer.shape), buffer.ctypes.data)
+    times = []
+    for x in xs:
+        start = time.perf_counter()
+        feeds[0][...] = x
+        session.run_with_iobinding(binding)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def runtime_loop(session: Session, xs: np.ndarray) -> tuple[list[float], np.ndarray]:
     times, ys = [], []
     for x in xs:
@@ -71,12 +107,13 @@ def main(config: Config) -> None:
     torch.manual_seed(0)
     model = lifexport.LIFRefrac()
     folder = Path(tempfile.mkdtemp())
-    path = lifexport.to_onnx(model, torch.rand(config.b, config.n), folder / "s.onnx", graph="step")
-    path = path.path
+    x = torch.rand(config.b, config.n)
+    path = lifexport.to_onnx(model, x, folder / "s.onnx", graph="step", masks=config.masks).path
     rng = np.random.default_rng(0)
     xs = (rng.random((config.steps, config.b, config.n)) * 3).astype(np.float32)
-    hand, ours = [], []
+    hand, ours, floor = [], [], []
     for _ in range(config.rounds):
+        floor += floor_loop(path, xs, config.threads)
         times, expected = hand_loop(path, xs, config.threads)
         hand += times
         session = Session(path, session_options=_options(config.threads))
@@ -85,9 +122,10 @@ def main(config: Config) -> None:
         np.testing.assert_array_equal(ys, expected)  # the same spikes, bit for bit
     hand_us, ours_us = statistics.median(hand) * 1e6, statistics.median(ours) * 1e6
     print(
-        f"LIF-refrac step graph, B={config.b}, N={config.n}, CPU EP, "
+        f"LIF-refrac step graph (masks={config.masks!r}), B={config.b}, N={config.n}, CPU EP, "
         f"{config.threads} thread(s), median of {len(hand)} steps each:"
     )
+    print(f"  floor: onnxruntime copy graph  {statistics.median(floor) * 1e6:8.2f} us/step")
     print(f"  hand-written onnxruntime loop  {hand_us:8.2f} us/step")
     print(f"  lifexport.runtime.Session.step {ours_us:8.2f} us/step")
     print(f"  ratio Session / hand loop      {ours_us / hand_us:8.2f}")
@@ -102,5 +140,7 @@ def _options(threads: int) -> ort.SessionOptions:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, default in vars(Config()).items():
-        parser.add_argument(f"--{name}", type=int, default=default)
+        if name != "masks":
+            parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--masks", choices=("arithmetic", "select"), default="arithmetic")
     main(Config(**vars(parser.parse_args())))
