@@ -45,7 +45,7 @@ from lifexport.functional.leaky_integrator import LIParameters, LIState
 from lifexport.functional.lif import LIFFeedForwardState, LIFParameters
 from lifexport.functional.lif_refrac import LIFRefracFeedForwardState, LIFRefracParameters
 from lifexport.functional.threshold import alpha_tensor
-from lifexport.kernels._ops import CHUNK, METHOD_CODES, OPS
+from lifexport.kernels._ops import CHUNK, METHOD_CODES, OPS, lif_params
 from lifexport.kernels._recurrent import lif_recurrent_sequence, lif_refrac_recurrent_sequence
 
 __all__ = [
@@ -337,11 +337,9 @@ def lif_refrac_sequence(
             not one of :data:`KERNEL_METHODS`.
     """
     lif = p.lif
-    params = [dt * lif.tau_mem_inv, -dt * lif.tau_syn_inv, lif.v_leak, lif.v_th, lif.v_reset]
     states = (state.lif.v, state.lif.i, state.rho)
-    z, (v, i, rho) = _run(
-        "lif_refrac", x, states, [*params, p.rho_reset], (lif.alpha, lif.method), memory
-    )
+    params = [*lif_params(lif, dt), p.rho_reset]
+    z, (v, i, rho) = _run("lif_refrac", x, states, params, (lif.alpha, lif.method), memory)
     return z, LIFRefracFeedForwardState(LIFFeedForwardState(v, i), rho)
 
 
@@ -350,8 +348,7 @@ def lif_sequence(
 ) -> tuple[Tensor, LIFFeedForwardState]:
     """The feed-forward LIF step over ``x`` ``(T, B, ...)`` in one kernel (as
     :func:`lif_refrac_sequence`, for :func:`lifexport.functional.lif_feed_forward_step`)."""
-    params = [dt * p.tau_mem_inv, -dt * p.tau_syn_inv, p.v_leak, p.v_th, p.v_reset]
-    z, (v, i) = _run("lif", x, tuple(state), params, (p.alpha, p.method), memory)
+    z, (v, i) = _run("lif", x, tuple(state), lif_params(p, dt), (p.alpha, p.method), memory)
     return z, LIFFeedForwardState(v, i)
 
 
@@ -361,6 +358,5 @@ def li_sequence(
     """The leaky-integrator step over ``x`` ``(T, B, ...)`` in one kernel (as
     :func:`lif_refrac_sequence`, for :func:`lifexport.functional.li_feed_forward_step`);
     returns every step's ``v`` (in the state's dtype, whatever ``x``'s) and the final state."""
-    params = [dt * p.tau_mem_inv, -dt * p.tau_syn_inv, p.v_leak]
-    y, (v, i) = _run("li", x, tuple(state), params, None, memory)
+    y, (v, i) = _run("li", x, tuple(state), lif_params(p, dt), None, memory)
     return y, LIState(v, i)

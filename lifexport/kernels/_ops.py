@@ -49,6 +49,14 @@ backward kernel, which computes that surrogate's formula); other methods run the
 loop."""
 
 
+def lif_params(p, dt: float) -> list:
+    """The LIF parameter slots ``a_mem, a_syn, v_leak, v_th, v_reset`` of the kernels from a
+    ``LIFParameters`` ``p`` (or the first three from an ``LIParameters``), ``a_mem`` and
+    ``a_syn`` computed in torch as the step functions compute them."""
+    decays = [dt * p.tau_mem_inv, -dt * p.tau_syn_inv, p.v_leak]
+    return [*decays, p.v_th, p.v_reset] if hasattr(p, "v_th") else decays
+
+
 @dataclass(frozen=True)
 class KernelModel:
     """One neuron model's fused op: its name, kernel code, state and parameter names."""

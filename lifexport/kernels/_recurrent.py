@@ -9,7 +9,7 @@ from torch import Tensor
 from lifexport.functional.lif import LIFParameters, LIFState
 from lifexport.functional.lif_refrac import LIFRefracParameters, LIFRefracState
 from lifexport.functional.threshold import alpha_tensor
-from lifexport.kernels._ops import CHUNK
+from lifexport.kernels._ops import CHUNK, lif_params
 from lifexport.kernels._recurrent_ops import RECURRENT_OPS
 
 
@@ -83,13 +83,11 @@ def lif_refrac_recurrent_sequence(
         ValueError: ``memory`` is not one of the memory modes, or ``p.lif.method`` is not one
             of :data:`lifexport.kernels.KERNEL_METHODS`.
     """
-    lif = p.lif
-    params = [dt * lif.tau_mem_inv, -dt * lif.tau_syn_inv, lif.v_leak, lif.v_th, lif.v_reset]
     states = (state.lif.z, state.lif.v, state.lif.i, state.rho)
+    params = [*lif_params(p.lif, dt), p.rho_reset]
     z, z_final, (v, i, rho) = _run(
-        "lif_refrac", x, states, input_weights, recurrent_weights, [*params, p.rho_reset], lif,
-        memory,
-    )  # fmt: skip
+        "lif_refrac", x, states, input_weights, recurrent_weights, params, p.lif, memory
+    )
     return z, LIFRefracState(LIFState(z_final, v, i), rho)
 
 
@@ -104,8 +102,7 @@ def lif_recurrent_sequence(
 ) -> tuple[Tensor, LIFState]:
     """The recurrent LIF step over ``x`` ``(T, [B,] input_size)`` in one kernel (as
     :func:`lif_refrac_recurrent_sequence`, for :func:`lifexport.functional.lif_step`)."""
-    params = [dt * p.tau_mem_inv, -dt * p.tau_syn_inv, p.v_leak, p.v_th, p.v_reset]
     z, z_final, (v, i) = _run(
-        "lif", x, tuple(state), input_weights, recurrent_weights, params, p, memory
+        "lif", x, tuple(state), input_weights, recurrent_weights, lif_params(p, dt), p, memory
     )
     return z, LIFState(z_final, v, i)
