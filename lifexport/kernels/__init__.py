@@ -1,4 +1,4 @@
-"""Fused time loops: a whole feed-forward sequence in one Triton kernel per direction.
+"""Fused time loops: a whole sequence in one Triton kernel per direction.
 
 The step functions of :mod:`lifexport.functional` run one time step per call; a sequence layer
 on the ``scan`` backend launches a few kernels per step and moves every state tensor through
@@ -7,6 +7,9 @@ registers: only ``x`` is read and the output written, and the backward runs in r
 one kernel too, from the states the forward kept (:data:`MEMORY_MODES`; see
 :mod:`lifexport.kernels._triton`). The arithmetic is the step functions', in their order, so
 float32 spikes are bit-equal to the ``scan`` path and states and gradients agree to rounding.
+The recurrent layers' kernels (:func:`lif_refrac_recurrent_sequence`,
+:func:`lif_recurrent_sequence`; :mod:`lifexport.kernels._triton_recurrent`) add the recurrent
+product to each step inside the loop, summed in another order than torch's matmul.
 
 Precision (:data:`DTYPES`, :data:`HALF_DTYPES`): the state and parameters have one dtype, the
 compute dtype. ``x`` has it too, or is float16/bfloat16 over a float32 state (a float32 layer
