@@ -53,7 +53,9 @@ def compile_for_sm90(kernel, args, constants, warps, options):
     return compiled.asm["ptx"]
 """
 
-SCRIPT = BUILDER + r"""
+SCRIPT = (
+    BUILDER
+    + r"""
 from lifexport.kernels import _triton as k
 
 assert not k.INTERPRETED
@@ -124,6 +126,7 @@ for m in (16 * 512, 1):
         pair(f"scalar-M{m}", arguments(torch.float32, m, False), model, ns, method, (1, CHUNK))
 print(json.dumps(results))
 """
+)
 
 
 def test_kernels_build_for_sm90_without_fma():
@@ -146,7 +149,9 @@ def test_kernels_build_for_sm90_without_fma():
             assert found["cvt"] == ["cvt.rn.f16.f32"], name
 
 
-RECURRENT = BUILDER + r"""
+RECURRENT = (
+    BUILDER
+    + r"""
 from lifexport.kernels import _triton_recurrent as k
 
 assert not k.INTERPRETED
@@ -189,6 +194,7 @@ for a_dtype, b, h, per_neuron, method in builds:
 print(json.dumps({name: {"tf32": "tf32" in ptx, "mma": "mma" in ptx, "bar": "bar.sync" in ptx}
                   for name, ptx in results.items()}))
 """
+)
 
 
 def test_recurrent_kernels_build_for_sm90():

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch._dynamo.testing import AotEagerAndRecordGraphs
 
 import lifexport
@@ -247,3 +249,33 @@ def test_interpreters_bfloat16_dot_is_wrong():
     c = torch.empty(16, 16)
     dot[(1,)](a, b, c)
     assert not torch.allclose(c, b.float())
+
+
+@settings(deadline=None, max_examples=20)
+@given(
+    model=st.sampled_from(sorted(CLASSES)),
+    t=st.integers(1, 6),
+    b=st.sampled_from((None, 1, 15, 17)),  # unbatched, and either side of the 16-row tile
+    f=st.integers(1, 9),
+    h=st.sampled_from((1, 16, 33, 70)),  # one neuron, and partial tiles of 32 and of 16 inputs
+    autapses=st.booleans(),
+)
+def test_shapes(model, t, b, f, h, autapses):
+    torch.manual_seed(t * 100 + (b or 0) + f + h)
+    layers = [
+        CLASSES[model](f, h, autapses=autapses, trainable=("v_th",), backend=backend)
+        for backend in ("scan", "triton")
+    ]
+    layers[1].load_state_dict(layers[0].state_dict())
+    x = torch.rand(t, *((b,) if b else ()), f) * 20.0
+    results = []
+    for layer in layers:
+        xg = x.clone().requires_grad_()
+        z, state = layer(xg)
+        (z.sum() + sum(s.sum() for s in flatten_state(state)[0])).backward()
+        results.append((z, leaves(state), xg.grad, layer.recurrent_weights.grad, layer.v_th.grad))
+    (z_scan, s_scan, *g_scan), (z_fused, s_fused, *g_fused) = results
+    assert z_fused.shape == z_scan.shape == (t, *((b,) if b else ()), h)
+    assert flips(z_fused, z_scan) == 0
+    for a, b_ in zip([*s_fused, *g_fused], [*s_scan, *g_scan]):
+        torch.testing.assert_close(a, b_, rtol=1e-3, atol=1e-3 * (b_.abs().max() + 1e-6))
