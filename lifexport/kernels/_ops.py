@@ -101,6 +101,12 @@ def _six(params: tuple[Tensor, ...]) -> list[Tensor]:
     return [*params, *([params[0]] * (6 - len(params)))]
 
 
+def parameter_grads(grad_params: Tensor, params: tuple[Tensor, ...]) -> list[Tensor]:
+    """Each parameter's gradient from the kernels' per-neuron shares ``(6, M)``: summed over
+    the neurons that share it (the parameter repeats over the leading neuron dims)."""
+    return [g.reshape(-1, p.numel()).sum(0) for g, p in zip(grad_params, params)]
+
+
 def _flat(t: Tensor, rows: int) -> Tensor:
     """``t`` as a contiguous ``(rows, M)`` view or copy."""
     return t.reshape(rows, -1).contiguous()
@@ -184,8 +190,7 @@ def _define(model: KernelModel) -> torch._ops.OpOverload:
         grad_x, grad_init, grad_params = backward_op(
             grad_y.contiguous(), grad_final.contiguous(), x, checkpoints, *ps, *tail, ctx.chunk
         )
-        # Each parameter's per-neuron gradient, summed over the neurons that share it.
-        grads = [g.reshape(-1, p.numel()).sum(0) for g, p in zip(grad_params, ps)]
+        grads = parameter_grads(grad_params, ps)
         return grad_x, grad_init, *grads, *((None, None) if model.spikes else ()), None
 
     forward.register_autograd(backward, setup_context=setup_context)

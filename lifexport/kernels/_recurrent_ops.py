@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lifexport.kernels._ops import MODELS, KernelModel, _six, _split
+from lifexport.kernels._ops import MODELS, KernelModel, _six, _split, parameter_grads
 
 RECURRENT_MODELS = ("lif", "lif_refrac")
 """The models with a fused recurrent op."""
@@ -103,7 +103,7 @@ def _define(model: KernelModel) -> torch._ops.OpOverload:
         # z before step 0 meets w in step 0's product only; w meets every step's z.
         grad_z0 = (grad_a[0] @ w).to(ctx.state_dtype)
         grad_w = grad_a.reshape(-1, H).t() @ zs[:-1].reshape(-1, H)
-        grads = [g.reshape(-1, p.numel()).sum(0) for g, p in zip(grad_params, ps)]
+        grads = parameter_grads(grad_params, ps)
         grad_init = torch.cat([grad_z0.unsqueeze(0), grad_state])
         return grad_a, grad_init, grad_w, *grads, None, None, None
 

@@ -343,15 +343,18 @@ def recurrent_backward_kernel(
         tl.debug_barrier()  # this step's gradient, for every tile's product at the step before
 
 
+_TILES = INTERPRETER_CONFIG if INTERPRETED else CONFIG
+"""The tiles and warps of every launch here."""
+
+
 def _options() -> dict:
     """The launch's tiles and warps, and no FMA (the step functions' rounding)."""
-    return {"enable_fp_fusion": False, **(INTERPRETER_CONFIG if INTERPRETED else CONFIG)}
+    return {"enable_fp_fusion": False, **_TILES}
 
 
 def _grid(B: int) -> tuple[int]:
     """One program per ``BLOCK_B`` batch rows."""
-    block = (INTERPRETER_CONFIG if INTERPRETED else CONFIG)["BLOCK_B"]
-    return (triton.cdiv(B, block),)
+    return (triton.cdiv(B, _TILES["BLOCK_B"]),)
 
 
 def launch_forward(

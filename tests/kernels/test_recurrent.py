@@ -14,6 +14,7 @@ from torch._dynamo.testing import AotEagerAndRecordGraphs
 
 import lifexport
 from lifexport.functional import METHODS, LIFParameters, LIFRefracParameters
+from lifexport.graph import StateLayout
 from lifexport.modules import LIFRecurrent, LIFRefracRecurrent, flatten_state
 
 pytestmark = pytest.mark.usefixtures("interpreter")
@@ -49,24 +50,15 @@ def start(layer, x: torch.Tensor):
     """A state away from rest (random v and i, some refractory neurons), each tensor a leaf
     that requires grad."""
     state = layer.initial_state(x[0])
+    layout = StateLayout(state)
     torch.manual_seed(2)
-    leaves, unflatten = flatten_state(state)
-    values = [torch.rand_like(s) * 0.3 for s in leaves]
-    names = [name for name, _ in _named(state)]
-    for k, name in enumerate(names):
+    values = [torch.rand_like(s) * 0.3 for s in layout.flatten(state)]
+    for k, name in enumerate(layout.names):
         if name.endswith("rho"):
             values[k] = torch.randint(0, 3, values[k].shape).to(values[k])
         if name.endswith("z"):
             values[k] = (torch.rand_like(values[k]) < 0.3).float()
-    return unflatten([v.requires_grad_() for v in values])
-
-
-def _named(state, prefix=""):
-    for field, value in zip(state._fields, state):
-        if hasattr(value, "_fields"):
-            yield from _named(value, f"{prefix}{field}.")
-        else:
-            yield f"{prefix}{field}", value
+    return layout.unflatten([v.requires_grad_() for v in values])
 
 
 def leaves(state) -> list[torch.Tensor]:
